@@ -1,0 +1,46 @@
+// rbm/cli.hpp — one option declaration per program feeds --help (with defaults),
+// --config FILE, the start-up configuration table and the README table.
+//
+// defines: rbm::cli::Program, parse, help_text, markdown_table, config_table
+//
+// Every program declares a boost::program_options::options_description once and
+// calls parse(). Common flags, the same in every program: --help, --config FILE,
+// --help-markdown (prints the README table of options).
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <set>
+#include <string>
+
+namespace rbm::cli {
+
+namespace po = boost::program_options;
+
+struct Program {
+  std::string name;     ///< "rbm_dist"
+  std::string usage;    ///< "mpirun -np N rbm_dist --data FILE.h5 [options]"
+  std::string summary;  ///< one sentence
+};
+
+struct Parsed {
+  po::variables_map vm;
+  std::set<std::string> from_command_line;  ///< option names given on the command line
+  std::set<std::string> from_config;        ///< ... and in --config FILE
+  bool help = false;                        ///< --help / --help-markdown was printed: exit 0
+};
+
+/// Parses the command line, then --config FILE (command line wins). Bad flags,
+/// bad values and unreadable config files throw UsageError with one line.
+/// Does not print anything itself except for --help / --help-markdown when `speak`.
+Parsed parse(const Program& prog, const po::options_description& opts, int argc, char** argv,
+             const po::positional_options_description* positional = nullptr, bool speak = true);
+
+std::string help_text(const Program& prog, const po::options_description& opts);
+std::string markdown_table(const po::options_description& opts);
+/// The effective configuration: one row per option, its value and where it came from.
+std::string config_table(const po::options_description& opts, const Parsed& parsed);
+
+/// Value of an option as text ("" when unset), whatever its type.
+std::string value_text(const po::variable_value& v);
+
+}  // namespace rbm::cli

@@ -1,0 +1,132 @@
+#include "rbm/cli.hpp"
+
+#include <cstdint>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <vector>
+
+#include "rbm/errors.hpp"
+
+namespace rbm::cli {
+
+namespace {
+po::options_description common_options() {
+  po::options_description c("Common options");
+  c.add_options()
+      ("help,h", "print this help and exit")
+      ("config", po::value<std::string>()->value_name("FILE"),
+       "read options from FILE (one 'name = value' per line); the command line wins")
+      ("help-markdown", "print the options as a Markdown table (for the README) and exit");
+  return c;
+}
+
+std::string default_of(const po::option_description& o) {
+  std::string p = o.format_parameter();
+  size_t a = p.find("(=");
+  if (a == std::string::npos) return "";
+  size_t b = p.rfind(')');
+  return p.substr(a + 2, b - a - 2);
+}
+
+std::string value_name(const po::option_description& o) {
+  std::string p = o.format_parameter();
+  size_t a = p.find(" (=");
+  return a == std::string::npos ? p : p.substr(0, a);
+}
+}  // namespace
+
+template <typename T>
+bool print_as(const boost::any& a, std::ostream& os) {
+  const T* p = boost::any_cast<T>(&a);
+  if (p) os << *p;
+  return p != nullptr;
+}
+
+std::string value_text(const po::variable_value& v) {
+  if (v.empty()) return "";
+  const boost::any& a = v.value();
+  std::ostringstream os;
+  if (auto b = boost::any_cast<bool>(&a)) return *b ? "true" : "false";
+  if (auto l = boost::any_cast<std::vector<std::string>>(&a)) {
+    for (size_t i = 0; i < l->size(); ++i) os << (i ? " " : "") << (*l)[i];
+    return os.str();
+  }
+  if (print_as<std::string>(a, os) || print_as<int>(a, os) || print_as<unsigned>(a, os) ||
+      print_as<long>(a, os) || print_as<unsigned long>(a, os) || print_as<long long>(a, os) ||
+      print_as<unsigned long long>(a, os) || print_as<double>(a, os) || print_as<float>(a, os))
+    return os.str();
+  return "?";
+}
+
+std::string help_text(const Program& prog, const po::options_description& opts) {
+  std::ostringstream os;
+  os << prog.summary << "\n\nusage: " << prog.usage << "\n\n" << opts << "\n"
+     << common_options() << "\n";
+  return os.str();
+}
+
+std::string markdown_table(const po::options_description& opts) {
+  std::ostringstream os;
+  os << "| option | default | meaning |\n|---|---|---|\n";
+  for (const auto& o : opts.options()) {
+    std::string vn = value_name(*o);
+    std::string flag = "--" + o->long_name() + (vn.empty() ? "" : " " + vn);
+    std::string def = default_of(*o);
+    os << "| `" << flag << "` | " << (def.empty() ? "" : "`" + def + "`") << " | "
+       << o->description() << " |\n";
+  }
+  return os.str();
+}
+
+std::string config_table(const po::options_description& opts, const Parsed& parsed) {
+  std::ostringstream os;
+  size_t w = 8;
+  for (const auto& o : opts.options()) w = std::max(w, o->long_name().size());
+  for (const auto& o : opts.options()) {
+    const std::string& n = o->long_name();
+    if (!parsed.vm.count(n)) continue;
+    std::string src = parsed.from_command_line.count(n) ? "command line"
+                      : parsed.from_config.count(n)     ? "config file"
+                                                        : "default";
+    os << "| " << std::left << std::setw(static_cast<int>(w)) << n << " | " << std::setw(24)
+       << value_text(parsed.vm[n]) << " | " << src << "\n";
+  }
+  return os.str();
+}
+
+Parsed parse(const Program& prog, const po::options_description& opts, int argc, char** argv,
+             const po::positional_options_description* positional, bool speak) {
+  po::options_description all;
+  all.add(opts).add(common_options());
+  Parsed out;
+  try {
+    po::command_line_parser parser(argc, argv);
+    parser.options(all);
+    if (positional) parser.positional(*positional);
+    po::parsed_options cl = parser.run();
+    for (const auto& o : cl.options)
+      if (!o.unregistered) out.from_command_line.insert(o.string_key);
+    po::store(cl, out.vm);
+    if (out.vm.count("help") || out.vm.count("help-markdown")) {
+      out.help = true;
+      if (speak) std::cout << (out.vm.count("help") ? help_text(prog, opts) : markdown_table(opts));
+      return out;
+    }
+    if (out.vm.count("config")) {
+      const std::string path = out.vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in) throw UsageError("--config " + path + ": cannot open (no such file?)");
+      po::parsed_options cf = po::parse_config_file(in, opts, false);
+      for (const auto& o : cf.options) out.from_config.insert(o.string_key);
+      po::store(cf, out.vm);  // values already stored (command line) are kept
+    }
+    po::notify(out.vm);
+  } catch (const po::error& e) {
+    throw UsageError(std::string(e.what()) + " (see " + prog.name + " --help)");
+  }
+  return out;
+}
+
+}  // namespace rbm::cli
