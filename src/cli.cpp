@@ -89,6 +89,7 @@ std::string config_table(const po::options_description& opts, const Parsed& pars
     if (!parsed.vm.count(n)) continue;
     std::string src = parsed.from_command_line.count(n) ? "command line"
                       : parsed.from_config.count(n)     ? "config file"
+                      : parsed.from_base.count(n)       ? "checkpoint"
                                                         : "default";
     os << "| " << std::left << std::setw(static_cast<int>(w)) << n << " | " << std::setw(24)
        << value_text(parsed.vm[n]) << " | " << src << "\n";
@@ -96,8 +97,20 @@ std::string config_table(const po::options_description& opts, const Parsed& pars
   return os.str();
 }
 
+std::string config_text(const po::options_description& opts, const po::variables_map& vm,
+                        const std::set<std::string>& skip) {
+  std::ostringstream os;
+  for (const auto& o : opts.options()) {
+    const std::string& n = o->long_name();
+    if (skip.count(n) || !vm.count(n)) continue;
+    os << n << " = " << value_text(vm[n]) << "\n";
+  }
+  return os.str();
+}
+
 Parsed parse(const Program& prog, const po::options_description& opts, int argc, char** argv,
-             const po::positional_options_description* positional, bool speak) {
+             const po::positional_options_description* positional, bool speak,
+             const std::string& base_config, const std::string& base_name) {
   po::options_description all;
   all.add(opts).add(common_options());
   Parsed out;
@@ -122,8 +135,19 @@ Parsed parse(const Program& prog, const po::options_description& opts, int argc,
       for (const auto& o : cf.options) out.from_config.insert(o.string_key);
       po::store(cf, out.vm);  // values already stored (command line) are kept
     }
+    if (!base_config.empty()) {
+      std::istringstream in(base_config);
+      po::parsed_options bf = po::parse_config_file(in, opts, true);
+      for (const auto& o : bf.options)
+        if (!out.vm.count(o.string_key) || out.vm[o.string_key].defaulted())
+          out.from_base.insert(o.string_key);
+      po::store(bf, out.vm);
+    }
     po::notify(out.vm);
   } catch (const po::error& e) {
+    if (!base_name.empty() && !base_config.empty() && out.vm.count("help") == 0)
+      throw UsageError(std::string(e.what()) + " (in " + base_name + " or the command line; see " +
+                       prog.name + " --help)");
     throw UsageError(std::string(e.what()) + " (see " + prog.name + " --help)");
   }
   return out;

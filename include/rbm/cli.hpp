@@ -26,14 +26,22 @@ struct Parsed {
   po::variables_map vm;
   std::set<std::string> from_command_line;  ///< option names given on the command line
   std::set<std::string> from_config;        ///< ... and in --config FILE
+  std::set<std::string> from_base;          ///< ... and in the base configuration (checkpoint)
   bool help = false;                        ///< --help / --help-markdown was printed: exit 0
 };
 
-/// Parses the command line, then --config FILE (command line wins). Bad flags,
-/// bad values and unreadable config files throw UsageError with one line.
+/// Parses the command line, then --config FILE, then `base_config` ('name = value'
+/// lines, e.g. the configuration stored in a checkpoint); earlier sources win.
+/// Bad flags, bad values and unreadable config files throw UsageError with one line.
 /// Does not print anything itself except for --help / --help-markdown when `speak`.
 Parsed parse(const Program& prog, const po::options_description& opts, int argc, char** argv,
-             const po::positional_options_description* positional = nullptr, bool speak = true);
+             const po::positional_options_description* positional = nullptr, bool speak = true,
+             const std::string& base_config = "", const std::string& base_name = "");
+
+/// The options' current values as 'name = value' lines (a valid --config file),
+/// leaving out the names in `skip`.
+std::string config_text(const po::options_description& opts, const po::variables_map& vm,
+                        const std::set<std::string>& skip);
 
 std::string help_text(const Program& prog, const po::options_description& opts);
 std::string markdown_table(const po::options_description& opts);

@@ -18,6 +18,7 @@
 
 #include <Eigen/Dense>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 #include "rbm/rng.hpp"
@@ -39,6 +40,15 @@ struct Params {
   Eigen::Map<Vector> c{nullptr, 0};       // [H] hidden bias
 
   Params() = default;
+  // Copying a Params re-points the views (Eigen::Map's own assignment would copy data).
+  Params(const Params& o) : Params(o.base_, o.V, o.H) {}
+  Params& operator=(const Params& o) {
+    if (this != &o) {
+      this->~Params();
+      new (this) Params(o.base_, o.V, o.H);
+    }
+    return *this;
+  }
   Params(float* base, size_t V_, size_t H_)
       : V(V_), H(H_), W(base, V_, H_), b(base + V_ * H_, V_), c(base + V_ * H_ + V_, H_),
         base_(base) {}

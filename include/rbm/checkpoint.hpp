@@ -1,0 +1,58 @@
+// rbm/checkpoint.hpp — the model / checkpoint file, written atomically.
+//
+// defines: rbm::TrainState, write_checkpoint, read_model, has_train_state, read_train_state
+//
+// Schema (README "File formats"), readable by any HDF5 tool:
+//   /model/weights        float32 [V, H]
+//   /model/visible_bias   float32 [V]
+//   /model/hidden_bias    float32 [H]
+//   root attributes       format = "rbm-checkpoint" (string), format_version = 1 (int)
+//   /train                everything needed to resume (absent in a model-only file):
+//     attributes step, epoch, seed, ranks, steps_per_epoch, seconds, config (the full
+//       configuration as 'name = value' lines), epoch_recon_sq, epoch_samples
+//     /train/momentum     float32 [V*H + V + H]  (the parameter layout of rbm.hpp)
+//     /train/chains       uint8 [C, V]  persistent chains in global chain order (PCD only)
+// A file with only /model and the two attributes is a valid model for every tool.
+//
+// Atomic: the file is written to "<path>.tmp.<pid>" in the same folder, flushed,
+// fsync'ed and renamed over <path>; a crash at any point leaves either the old
+// complete file or the new complete file, never a half-written one.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rbm/rbm.hpp"
+
+namespace rbm {
+
+inline constexpr const char* kCheckpointFormat = "rbm-checkpoint";
+inline constexpr int kCheckpointVersion = 1;
+
+struct TrainState {
+  uint64_t step = 0;             ///< global steps completed
+  uint64_t epoch = 0;            ///< epoch the next step belongs to (0-based)
+  uint64_t seed = 0;
+  uint64_t steps_per_epoch = 0;
+  int ranks = 1;                 ///< rank count that wrote it (exact resume needs the same)
+  double seconds = 0;            ///< training wall time so far
+  double epoch_recon_sq = 0;     ///< partial-epoch counters (resume mid-epoch)
+  double epoch_samples = 0;
+  std::string config;            ///< 'name = value' lines, readable as a --config file
+  std::vector<float> momentum;   ///< Params layout
+  std::vector<uint8_t> chains;   ///< [C, V] binary chain states, empty unless PCD
+};
+
+/// Writes model (+ training state when `state` is not null) atomically to `path`.
+void write_checkpoint(const std::string& path, const Params& p, const TrainState* state);
+
+/// Reads /model; checks format, version and shapes. Throws UsageError naming the file.
+ParamBuffer read_model(const std::string& path);
+
+bool has_train_state(const std::string& path);
+TrainState read_train_state(const std::string& path, size_t V, size_t H);
+/// Only the stored configuration ('name = value' lines) of a resumable checkpoint.
+std::string read_train_state_config(const std::string& path);
+
+}  // namespace rbm

@@ -1,0 +1,101 @@
+// rbm/trainer.hpp — data-parallel CD-k / PCD training over MPI.
+//
+// defines: rbm::TrainConfig, train_options, validate, rbm::Trainer
+//
+// One step, on every rank (the whole algorithm; see Trainer::step):
+//   1. X      = this rank's rows of global mini-batch s                [V, B]
+//   2. g      = cd_gradient(X)  (positive - negative statistics / Bg)   one buffer
+//   3. g     += counters (reconstruction error, samples, stop flag)
+//   4. MPI_Allreduce(g, SUM)   — the ONLY collective of a step
+//   5. inc    = mu * inc + lr * (g - wd * [W, 0, 0]);  theta += inc     same on all ranks
+// so every rank holds the same model after every step.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "rbm/checkpoint.hpp"
+#include "rbm/cli.hpp"
+#include "rbm/dataset.hpp"
+#include "rbm/mpi_env.hpp"
+#include "rbm/rbm.hpp"
+
+namespace rbm {
+
+struct TrainConfig {
+  std::string data, train_path, monitor_path, checkpoint, resume, metrics;
+  size_t hidden = 500, epochs = 20, batch = 100, chains = 0, monitor_size = 1000;
+  int cd_k = 1;
+  bool pcd = false;
+  double lr = 0.1, lr_decay = 0.0, momentum = 0.9, initial_momentum = 0.5;
+  size_t momentum_epochs = 5;
+  double weight_decay = 2e-4, init_std = 0.01;
+  std::string binarize = "none", shuffle = "epoch", progress = "auto";
+  uint64_t seed = 1;
+  size_t checkpoint_every = 1, check_consistency = 100;
+};
+
+/// The one declaration of rbm_dist's options (feeds --help, --config, the README
+/// table and the start-up configuration table); values are bound into `cfg`.
+cli::po::options_description train_options(TrainConfig& cfg);
+
+/// Checks values that need no data (hidden >= 1, lr >= 0, ...). Throws UsageError.
+void validate(const TrainConfig& cfg);
+
+class Trainer {
+ public:
+  Trainer(const MpiEnv& env, const TrainConfig& cfg, std::string config_text);
+
+  /// Reads this rank's shards, initialises or resumes. Collective.
+  void setup();
+  /// Trains to cfg.epochs; returns the exit code (0, or 75 after a signal).
+  int run();
+  /// One training step (global step number `t`); returns true if a stop was requested.
+  bool step(uint64_t t);
+
+  const Params& params() const { return theta_.view; }
+  size_t steps_per_epoch() const { return steps_per_epoch_; }
+  size_t train_rows() const { return train_.layout.n; }
+
+ private:
+  struct Monitor {
+    double recon_sq = 0, samples = 0;
+  };
+  void init_params();
+  void resume_from(const std::string& path);
+  void load_batch(uint64_t t, Matrix& X, std::vector<uint64_t>& index) const;
+  void transform(const Shard& s, size_t lo, size_t hi, const std::vector<uint32_t>* perm,
+                 uint64_t rng_step, Matrix& X, std::vector<uint64_t>* index) const;
+  void shuffle_for_epoch(uint64_t epoch);
+  double mean_free_energy(const Shard& s);
+  void save(uint64_t next_step, const std::string& why);
+  void check_consistency(uint64_t t);
+  void epoch_report(uint64_t epoch, uint64_t next_step, double train_seconds);
+
+  MpiEnv env_;
+  TrainConfig cfg_;
+  std::string config_text_;
+  Shard train_, monitor_;
+  bool have_monitor_ = false;
+  size_t V_ = 0, H_ = 0, Cg_ = 0;
+  size_t steps_per_epoch_ = 0;
+  ParamBuffer theta_;          // parameters                    [W | b | c]
+  ParamBuffer grad_;           // gradient + counters, 1 buffer [W | b | c | recon, n, stop]
+  std::vector<float> inc_;     // momentum (parameter increments), parameter layout
+  Matrix chains_;              // [V, C] this rank's persistent chains (PCD)
+  std::vector<uint64_t> chain_index_;
+  std::vector<uint32_t> perm_; // this epoch's order of the local rows (shuffle)
+  uint64_t perm_epoch_ = UINT64_MAX;
+  CounterRng rng_;
+  CdWorkspace ws_;
+  Matrix X_;
+  std::vector<uint64_t> index_;
+  float lut_[256];             // byte -> input value (none / threshold)
+  uint64_t start_step_ = 0;
+  Monitor epoch_;
+  double seconds_before_ = 0;  // training time of earlier runs (resume)
+  double start_time_ = 0;
+  double comm_seconds_ = 0;    // time in the step's allreduce this epoch
+};
+
+}  // namespace rbm

@@ -1,0 +1,130 @@
+#include "rbm/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "rbm/errors.hpp"
+#include "rbm/h5.hpp"
+
+namespace rbm {
+
+namespace {
+void fsync_path(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+}  // namespace
+
+void write_checkpoint(const std::string& path, const Params& p, const TrainState* st) {
+  namespace fs = std::filesystem;
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  try {
+    {
+      h5::Id f = h5::create_file(tmp);
+      h5::write_array(f, "/model/weights", p.W.data(), {p.V, p.H});
+      h5::write_array(f, "/model/visible_bias", p.b.data(), {p.V});
+      h5::write_array(f, "/model/hidden_bias", p.c.data(), {p.H});
+      h5::write_attr(f, "format", std::string(kCheckpointFormat));
+      h5::write_attr(f, "format_version", int64_t{kCheckpointVersion});
+      if (st) {
+        h5::write_array(f, "/train/momentum", st->momentum.data(), {st->momentum.size()});
+        if (!st->chains.empty())
+          h5::write_array(f, "/train/chains", st->chains.data(), {st->chains.size() / p.V, p.V},
+                          {256, 4});
+        h5::Id g = h5::open_object(f, "/train");
+        h5::write_attr(g, "step", static_cast<int64_t>(st->step));
+        h5::write_attr(g, "epoch", static_cast<int64_t>(st->epoch));
+        h5::write_attr(g, "seed", static_cast<int64_t>(st->seed));
+        h5::write_attr(g, "steps_per_epoch", static_cast<int64_t>(st->steps_per_epoch));
+        h5::write_attr(g, "ranks", static_cast<int64_t>(st->ranks));
+        h5::write_attr(g, "seconds", st->seconds);
+        h5::write_attr(g, "epoch_recon_sq", st->epoch_recon_sq);
+        h5::write_attr(g, "epoch_samples", st->epoch_samples);
+        h5::write_attr(g, "config", st->config);
+      }
+      if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) h5::fail(tmp + ": cannot flush");
+    }
+    fsync_path(tmp, false);
+    std::error_code ec;
+    fs::rename(tmp, path, ec);
+    if (ec) throw Error(path + ": cannot rename the new checkpoint into place: " + ec.message());
+    fs::path dir = fs::path(path).parent_path();
+    fsync_path(dir.empty() ? "." : dir.string(), true);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+}
+
+ParamBuffer read_model(const std::string& path) {
+  h5::Id f = h5::open_file(path);
+  if (!h5::has_attr(f, "format") || h5::read_attr_string(f, "format") != kCheckpointFormat)
+    throw UsageError(path + ": not an rbm checkpoint (root attribute format = \"" +
+                     kCheckpointFormat + "\" missing)");
+  const int64_t version = h5::read_attr_int(f, "format_version");
+  if (version != kCheckpointVersion)
+    throw UsageError(fmt(path, ": format_version ", version, " is not supported (this build reads ",
+                         kCheckpointVersion, ")"));
+  std::vector<hsize_t> dw, db, dc;
+  std::vector<float> w = h5::read_array<float>(f, "/model/weights", path, &dw);
+  std::vector<float> b = h5::read_array<float>(f, "/model/visible_bias", path, &db);
+  std::vector<float> c = h5::read_array<float>(f, "/model/hidden_bias", path, &dc);
+  if (dw.size() != 2 || db.size() != 1 || dc.size() != 1 || db[0] != dw[0] || dc[0] != dw[1])
+    throw UsageError(path + ": /model shapes disagree (expected weights [V, H], visible_bias [V], "
+                            "hidden_bias [H])");
+  ParamBuffer pb(dw[0], dw[1]);
+  std::copy(w.begin(), w.end(), pb.view.W.data());
+  std::copy(b.begin(), b.end(), pb.view.b.data());
+  std::copy(c.begin(), c.end(), pb.view.c.data());
+  return pb;
+}
+
+bool has_train_state(const std::string& path) {
+  h5::Id f = h5::open_file(path);
+  return h5::exists(f, "/train/momentum");
+}
+
+TrainState read_train_state(const std::string& path, size_t V, size_t H) {
+  h5::Id f = h5::open_file(path);
+  if (!h5::exists(f, "/train/momentum"))
+    throw UsageError(path + ": has no /train state (a model-only file cannot be resumed)");
+  TrainState st;
+  st.momentum = h5::read_array<float>(f, "/train/momentum", path);
+  if (st.momentum.size() != Params::count(V, H))
+    throw UsageError(path + ": /train/momentum does not match the model shape");
+  if (h5::exists(f, "/train/chains")) {
+    std::vector<hsize_t> dims;
+    st.chains = h5::read_array<uint8_t>(f, "/train/chains", path, &dims);
+    if (dims.size() != 2 || dims[1] != V)
+      throw UsageError(path + ": /train/chains is not [C, V]");
+  }
+  h5::Id g = h5::open_object(f, "/train");
+  st.step = static_cast<uint64_t>(h5::read_attr_int(g, "step"));
+  st.epoch = static_cast<uint64_t>(h5::read_attr_int(g, "epoch"));
+  st.seed = static_cast<uint64_t>(h5::read_attr_int(g, "seed"));
+  st.steps_per_epoch = static_cast<uint64_t>(h5::read_attr_int(g, "steps_per_epoch"));
+  st.ranks = static_cast<int>(h5::read_attr_int(g, "ranks"));
+  st.seconds = h5::read_attr_double(g, "seconds");
+  st.epoch_recon_sq = h5::read_attr_double(g, "epoch_recon_sq");
+  st.epoch_samples = h5::read_attr_double(g, "epoch_samples");
+  st.config = h5::read_attr_string(g, "config");
+  return st;
+}
+
+std::string read_train_state_config(const std::string& path) {
+  read_model(path);  // checks the format first
+  h5::Id f = h5::open_file(path);
+  if (!h5::exists(f, "/train/momentum"))
+    throw UsageError(path + ": has no /train state (a model-only file cannot be resumed)");
+  h5::Id g = h5::open_object(f, "/train");
+  return h5::read_attr_string(g, "config");
+}
+
+}  // namespace rbm

@@ -1,0 +1,521 @@
+#include "rbm/trainer.hpp"
+
+#include <mpi.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+
+#include "rbm/blas_backend.hpp"
+#include "rbm/errors.hpp"
+
+namespace rbm {
+
+namespace po = cli::po;
+
+// ---------------------------------------------------------------------------
+// Options: declared once.
+// ---------------------------------------------------------------------------
+po::options_description train_options(TrainConfig& c) {
+  po::options_description o("rbm_dist options");
+  o.add_options()
+      ("data", po::value(&c.data)->value_name("FILE"),
+       "dataset in the mnist2h5 schema (required)")
+      ("train-path", po::value(&c.train_path)->default_value("/train/images")->value_name("PATH"),
+       "training images inside --data: uint8 or float32 [N, V]")
+      ("monitor-path", po::value(&c.monitor_path)->default_value("")->value_name("PATH"),
+       "images for the free-energy monitor; empty = /validation/images, else /test/images")
+      ("hidden", po::value(&c.hidden)->default_value(500)->value_name("H"), "hidden units")
+      ("epochs", po::value(&c.epochs)->default_value(20)->value_name("N"),
+       "total epochs (a resumed run continues up to this number)")
+      ("batch-size", po::value(&c.batch)->default_value(100)->value_name("B"),
+       "GLOBAL mini-batch size, split over the ranks")
+      ("cd-k", po::value(&c.cd_k)->default_value(1)->value_name("K"),
+       "Gibbs steps per update (CD-k, or PCD sweeps per update)")
+      ("pcd", po::bool_switch(&c.pcd), "persistent CD: negative phase from persistent chains")
+      ("chains", po::value(&c.chains)->default_value(0)->value_name("C"),
+       "PCD chains over all ranks; 0 = --batch-size")
+      ("lr", po::value(&c.lr)->default_value(0.1)->value_name("RATE"), "learning rate")
+      ("lr-decay", po::value(&c.lr_decay)->default_value(0.0)->value_name("D"),
+       "learning rate in epoch e is lr / (1 + D*e)")
+      ("momentum", po::value(&c.momentum)->default_value(0.9)->value_name("MU"),
+       "momentum after --momentum-epochs")
+      ("initial-momentum", po::value(&c.initial_momentum)->default_value(0.5)->value_name("MU"),
+       "momentum for the first --momentum-epochs epochs")
+      ("momentum-epochs", po::value(&c.momentum_epochs)->default_value(5)->value_name("N"),
+       "epochs that use --initial-momentum")
+      ("weight-decay", po::value(&c.weight_decay)->default_value(2e-4, "0.0002")->value_name("L2"),
+       "L2 weight decay on the weights (not the biases)")
+      ("init-std", po::value(&c.init_std)->default_value(0.01)->value_name("S"),
+       "initial weights ~ N(0, S^2)")
+      ("binarize", po::value(&c.binarize)->default_value("none")->value_name("MODE"),
+       "none (pixel/255) | threshold (pixel >= 128) | stochastic (Bernoulli(pixel/255))")
+      ("shuffle", po::value(&c.shuffle)->default_value("epoch")->value_name("MODE"),
+       "epoch (each rank shuffles its rows every epoch) | none (file order)")
+      ("seed", po::value(&c.seed)->default_value(1)->value_name("S"),
+       "seed of every random draw (Philox counter-based)")
+      ("checkpoint", po::value(&c.checkpoint)->default_value("model.h5")->value_name("FILE"),
+       "checkpoint/model file written by rank 0 (atomically)")
+      ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(1)->value_name("E"),
+       "write the checkpoint every E epochs (and always at the end)")
+      ("resume", po::value(&c.resume)->value_name("FILE"),
+       "continue from this checkpoint (its options are the defaults)")
+      ("metrics", po::value(&c.metrics)->default_value("")->value_name("FILE"),
+       "append one JSON line per epoch to FILE")
+      ("check-consistency", po::value(&c.check_consistency)->default_value(100)->value_name("N"),
+       "compare a checksum of the parameters across ranks every N steps (0 = never)")
+      ("monitor-size", po::value(&c.monitor_size)->default_value(1000)->value_name("M"),
+       "images of train and monitor data used for the free-energy monitor")
+      ("progress", po::value(&c.progress)->default_value("auto")->value_name("WHEN"),
+       "live progress line: auto (when stdout is a terminal) | always | never");
+  return o;
+}
+
+void validate(const TrainConfig& c) {
+  if (c.data.empty()) throw UsageError("--data is required (a file written by mnist2h5)");
+  if (c.hidden < 1) throw UsageError("--hidden 0: need at least 1 hidden unit");
+  if (c.epochs < 1) throw UsageError("--epochs 0: need at least 1 epoch");
+  if (c.batch < 1) throw UsageError("--batch-size 0: need at least 1 sample per step");
+  if (c.cd_k < 1 || c.cd_k > 100)
+    throw UsageError(fmt("--cd-k ", c.cd_k, ": must be between 1 and 100"));
+  if (!(c.lr > 0) || !std::isfinite(c.lr))
+    throw UsageError(fmt("--lr ", c.lr, ": the learning rate must be positive (e.g. 0.1)"));
+  if (c.lr_decay < 0) throw UsageError(fmt("--lr-decay ", c.lr_decay, ": must be >= 0"));
+  for (auto [name, v] : {std::pair{"--momentum", c.momentum},
+                         std::pair{"--initial-momentum", c.initial_momentum}})
+    if (!(v >= 0 && v < 1)) throw UsageError(fmt(name, " ", v, ": must be in [0, 1)"));
+  if (c.weight_decay < 0)
+    throw UsageError(fmt("--weight-decay ", c.weight_decay, ": must be >= 0"));
+  if (!(c.init_std >= 0)) throw UsageError(fmt("--init-std ", c.init_std, ": must be >= 0"));
+  if (c.binarize != "none" && c.binarize != "threshold" && c.binarize != "stochastic")
+    throw UsageError("--binarize " + c.binarize + ": use none, threshold or stochastic");
+  if (c.shuffle != "epoch" && c.shuffle != "none")
+    throw UsageError("--shuffle " + c.shuffle + ": use epoch or none");
+  if (c.progress != "auto" && c.progress != "always" && c.progress != "never")
+    throw UsageError("--progress " + c.progress + ": use auto, always or never");
+  if (c.checkpoint.empty()) throw UsageError("--checkpoint: a file name is required");
+  if (c.checkpoint_every < 1) throw UsageError("--checkpoint-every 0: must be at least 1");
+  if (!c.pcd && c.chains != 0) throw UsageError("--chains is only used with --pcd");
+}
+
+// ---------------------------------------------------------------------------
+// Signals: SIGTERM / SIGUSR1 set a flag that is folded into the step's allreduce.
+// ---------------------------------------------------------------------------
+namespace {
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+double now() { return MPI_Wtime(); }
+
+// Counters appended to the gradient buffer (summed by the same allreduce).
+enum Counter { kReconSq = 0, kSamples = 1, kStop = 2, kCounters = 3 };
+
+uint64_t fnv1a(const float* data, size_t n) {
+  const auto* p = reinterpret_cast<const unsigned char*>(data);
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+std::string seconds_text(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  long t = std::lround(s);
+  if (t >= 3600) return fmt(t / 3600, "h", (t % 3600) / 60, "m");
+  if (t >= 60) return fmt(t / 60, "m", t % 60, "s");
+  return fmt(t, "s");
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------
+Trainer::Trainer(const MpiEnv& env, const TrainConfig& cfg, std::string config_text)
+    : env_(env), cfg_(cfg), config_text_(std::move(config_text)), train_{ShardLayout(0, 0, 1), 0, {}},
+      monitor_{ShardLayout(0, 0, 1), 0, {}}, rng_(cfg.seed) {
+  for (int x = 0; x < 256; ++x)
+    lut_[x] = cfg_.binarize == "threshold" ? (x >= 128 ? 1.0f : 0.0f) : x / 255.0f;
+}
+
+void Trainer::setup() {
+  // Checks every rank makes identically: one message from rank 0, exit code 2.
+  DatasetInfo info;
+  std::string mpath = cfg_.monitor_path;
+  agree(env_, [&] {
+    info = inspect_dataset(cfg_.data, cfg_.train_path);
+    if (cfg_.batch > info.rows)
+      throw UsageError(fmt("--batch-size ", cfg_.batch, " is larger than the dataset (",
+                           info.rows, " images in ", cfg_.data, ":", cfg_.train_path, ")"));
+    if (info.rows < static_cast<size_t>(env_.size))
+      throw UsageError(fmt(cfg_.data, ": ", cfg_.train_path, " has ", info.rows,
+                           " rows but the job has ", env_.size, " ranks (run with at most ",
+                           info.rows, " ranks)"));
+    if (mpath.empty()) mpath = monitor_images_path(cfg_.data);
+    if (!mpath.empty()) {
+      DatasetInfo m = inspect_dataset(cfg_.data, mpath);
+      if (m.dim != info.dim)
+        throw UsageError(fmt(cfg_.data, ": ", mpath, " has ", m.dim, " pixels per image but ",
+                             cfg_.train_path, " has ", info.dim));
+    }
+  });
+  V_ = info.dim;
+  H_ = cfg_.hidden;
+  steps_per_epoch_ = (info.rows + cfg_.batch - 1) / cfg_.batch;
+  Cg_ = cfg_.pcd ? (cfg_.chains ? cfg_.chains : cfg_.batch) : 0;
+
+  // Each rank reads only its shard; a failure here is local -> MPI_Abort.
+  train_ = read_shard(cfg_.data, cfg_.train_path, env_.rank, env_.size);
+  if (!mpath.empty()) {
+    DatasetInfo m = inspect_dataset(cfg_.data, mpath);
+    if (m.rows >= static_cast<size_t>(env_.size)) {
+      monitor_ = read_shard(cfg_.data, mpath, env_.rank, env_.size);
+      have_monitor_ = true;
+    }
+  }
+  cfg_.monitor_path = mpath;
+
+  theta_ = ParamBuffer(V_, H_);
+  grad_ = ParamBuffer(V_, H_, kCounters);
+  inc_.assign(Params::count(V_, H_), 0.0f);
+  if (cfg_.pcd) {
+    ShardLayout cl(Cg_, env_.rank, env_.size);
+    chain_index_.resize(cl.local_rows());
+    for (size_t l = 0; l < cl.local_rows(); ++l) chain_index_[l] = cl.global_row(l);
+    chains_.resize(V_, cl.local_rows());
+  }
+  if (!cfg_.resume.empty())
+    resume_from(cfg_.resume);
+  else
+    init_params();
+}
+
+/// Hinton (2010), section 8: W ~ N(0, init_std^2), b_i = log(p_i / (1 - p_i)) with
+/// p_i the training-set mean of pixel i (one allreduce), c = 0. PCD chains start
+/// from Bernoulli(p_i).
+void Trainer::init_params() {
+  Params& p = theta_.view;
+  for (size_t i = 0; i < V_; ++i) {
+    for (size_t j = 0; j < H_; j += 2) {
+      auto r = rng_.bits(Stream::weight_init, 0, 0, i, static_cast<uint32_t>(j / 2));
+      // Box-Muller on two uniforms in (0, 1].
+      double u1 = (static_cast<double>(r[0] >> 8) + 1.0) * 0x1.0p-24;
+      double u2 = static_cast<double>(r[1] >> 8) * 0x1.0p-24;
+      double rad = std::sqrt(-2.0 * std::log(u1)), ang = 2.0 * M_PI * u2;
+      p.W(i, j) = static_cast<float>(cfg_.init_std * rad * std::cos(ang));
+      if (j + 1 < H_) p.W(i, j + 1) = static_cast<float>(cfg_.init_std * rad * std::sin(ang));
+    }
+  }
+  // Pixel means of the training inputs as the model sees them (after binarisation;
+  // stochastic binarisation has the same mean as pixel/255).
+  std::vector<double> sum(V_, 0.0);
+  for (size_t l = 0; l < train_.rows(); ++l) {
+    const uint8_t* r = train_.row(l);
+    for (size_t i = 0; i < V_; ++i) sum[i] += lut_[r[i]];
+  }
+  MPI_Allreduce(MPI_IN_PLACE, sum.data(), static_cast<int>(V_), MPI_DOUBLE, MPI_SUM,
+                MPI_COMM_WORLD);
+  const double n = static_cast<double>(train_.layout.n);
+  for (size_t i = 0; i < V_; ++i) {
+    double pi = std::clamp(sum[i] / n, 1e-3, 1.0 - 1e-3);  // keep the log finite
+    p.b(i) = static_cast<float>(std::log(pi / (1.0 - pi)));
+  }
+  p.c.setZero();
+  std::vector<float> u(V_);
+  for (Eigen::Index m = 0; m < chains_.cols(); ++m) {
+    rng_.uniforms(Stream::chain_init, 0, 0, chain_index_[m], u.data(), V_);
+    for (size_t i = 0; i < V_; ++i)
+      chains_(i, m) = u[i] < 1.0f / (1.0f + std::exp(-p.b(i))) ? 1.0f : 0.0f;
+  }
+}
+
+void Trainer::resume_from(const std::string& path) {
+  ParamBuffer m;
+  TrainState st;
+  agree(env_, [&] {
+    m = read_model(path);
+    if (m.V() != V_ || m.H() != H_)
+      throw UsageError(fmt(path, ": model is ", m.V(), "x", m.H(), " but the data has ", V_,
+                           " pixels and --hidden is ", H_));
+    st = read_train_state(path, V_, H_);
+    if (st.steps_per_epoch != steps_per_epoch_)
+      throw UsageError(fmt(path, ": written with ", st.steps_per_epoch,
+                           " steps per epoch, this run has ", steps_per_epoch_,
+                           " (same --data and --batch-size needed to resume)"));
+    if (cfg_.pcd && st.chains.size() != Cg_ * V_)
+      throw UsageError(fmt(path, ": holds ", st.chains.size() / V_, " PCD chains, --chains is ",
+                           Cg_));
+  });
+  theta_.data = m.data;
+  theta_.view = Params(theta_.data.data(), V_, H_);
+  inc_ = st.momentum;
+  for (Eigen::Index l = 0; l < chains_.cols(); ++l)
+    for (size_t i = 0; i < V_; ++i) chains_(i, l) = st.chains[chain_index_[l] * V_ + i];
+  start_step_ = st.step;
+  epoch_.recon_sq = st.epoch_recon_sq;
+  epoch_.samples = st.epoch_samples;
+  seconds_before_ = st.seconds;
+  if (env_.root() && st.ranks != env_.size)
+    std::printf("note: %s was written by %d ranks, this job has %d: training continues, but "
+                "not bitwise as an uninterrupted run\n",
+                path.c_str(), st.ranks, env_.size);
+}
+
+// ---------------------------------------------------------------------------
+// Data: this rank's part of global mini-batch s is a contiguous range of its rows
+// (block-cyclic sharding, see shard.hpp), optionally through this epoch's shuffle.
+// ---------------------------------------------------------------------------
+void Trainer::shuffle_for_epoch(uint64_t epoch) {
+  if (perm_epoch_ == epoch) return;
+  perm_epoch_ = epoch;
+  perm_.resize(train_.rows());
+  std::iota(perm_.begin(), perm_.end(), 0u);
+  if (cfg_.shuffle == "none") return;
+  // Fisher-Yates with Philox draws indexed by (epoch, rank, position).
+  for (size_t i = perm_.size(); i > 1; --i) {
+    auto r = rng_.bits(Stream::shuffle, 0, epoch, static_cast<uint64_t>(env_.rank),
+                       static_cast<uint32_t>(i));
+    uint64_t x = (static_cast<uint64_t>(r[0]) << 32) | r[1];
+    std::swap(perm_[i - 1], perm_[x % i]);
+  }
+}
+
+void Trainer::transform(const Shard& s, size_t lo, size_t hi, const std::vector<uint32_t>* perm,
+                        uint64_t rng_step, Matrix& X, std::vector<uint64_t>* index) const {
+  const size_t n = hi - lo;
+  X.resize(V_, n);
+  if (index) index->resize(n);
+  std::vector<float> u(cfg_.binarize == "stochastic" ? V_ : 0);
+  for (size_t k = 0; k < n; ++k) {
+    const size_t l = perm ? (*perm)[lo + k] : lo + k;
+    const uint64_t g = s.layout.global_row(l);
+    if (index) (*index)[k] = g;
+    const uint8_t* r = s.row(l);
+    float* x = X.col(k).data();
+    if (cfg_.binarize == "stochastic") {
+      rng_.uniforms(Stream::binarize, 0, rng_step, g, u.data(), V_);
+      for (size_t i = 0; i < V_; ++i) x[i] = u[i] * 255.0f < r[i] ? 1.0f : 0.0f;
+    } else {
+      for (size_t i = 0; i < V_; ++i) x[i] = lut_[r[i]];
+    }
+  }
+}
+
+void Trainer::load_batch(uint64_t t, Matrix& X, std::vector<uint64_t>& index) const {
+  const uint64_t s = t % steps_per_epoch_;
+  const size_t g0 = s * cfg_.batch, g1 = std::min(train_.layout.n, g0 + cfg_.batch);
+  auto [lo, hi] = train_.layout.local_range(g0, g1);
+  transform(train_, lo, hi, &perm_, t, X, &index);
+}
+
+// ---------------------------------------------------------------------------
+// The training step.
+// ---------------------------------------------------------------------------
+bool Trainer::step(uint64_t t) {
+  const uint64_t epoch = t / steps_per_epoch_, s = t % steps_per_epoch_;
+  shuffle_for_epoch(epoch);
+  const size_t Bg = std::min(cfg_.batch, train_.layout.n - s * cfg_.batch);
+
+  load_batch(t, X_, index_);  // X_ [V, B]
+  CdConfig cd{cfg_.cd_k, cfg_.pcd, t, Bg, std::max<size_t>(Cg_, 1)};
+  CdCounters cnt = cd_gradient(theta_.view, cd, X_, index_.data(), cfg_.pcd ? &chains_ : nullptr,
+                               chain_index_.data(), rng_, ws_, grad_.view);
+  float* counters = grad_.data.data() + theta_.view.size();
+  counters[kReconSq] = static_cast<float>(cnt.recon_sq);
+  counters[kSamples] = static_cast<float>(X_.cols());
+  counters[kStop] = g_stop_signal ? 1.0f : 0.0f;
+
+  // The one collective of the step: gradients + counters + stop flag.
+  const double tc = now();
+  MPI_Allreduce(MPI_IN_PLACE, grad_.data.data(), static_cast<int>(grad_.data.size()), MPI_FLOAT,
+                MPI_SUM, MPI_COMM_WORLD);
+  comm_seconds_ += now() - tc;
+
+  // Same update on every rank:
+  //   inc = mu*inc + lr*(g - wd*W)   (weights);   inc = mu*inc + lr*g   (biases)
+  //   theta += inc
+  const float mu = static_cast<float>(epoch < cfg_.momentum_epochs ? cfg_.initial_momentum
+                                                                   : cfg_.momentum);
+  const float lr = static_cast<float>(cfg_.lr / (1.0 + cfg_.lr_decay * static_cast<double>(epoch)));
+  const float wd = static_cast<float>(cfg_.weight_decay);
+  const size_t nw = V_ * H_, np = theta_.view.size();
+  float* th = theta_.data.data();
+  const float* g = grad_.data.data();
+  float* inc = inc_.data();
+  for (size_t i = 0; i < nw; ++i) {
+    inc[i] = mu * inc[i] + lr * (g[i] - wd * th[i]);
+    th[i] += inc[i];
+  }
+  for (size_t i = nw; i < np; ++i) {
+    inc[i] = mu * inc[i] + lr * g[i];
+    th[i] += inc[i];
+  }
+  if (!Eigen::Map<const Eigen::ArrayXf>(th, static_cast<Eigen::Index>(np)).allFinite())
+    throw CollectiveError(
+        fmt("step ", t + 1, " (epoch ", epoch + 1, "): the parameters became NaN or infinite; "
+            "the learning rate ", cfg_.lr, " is probably too large (try --lr ", cfg_.lr / 10,
+            "); the last good checkpoint ", cfg_.checkpoint, " was kept"),
+        exit_code::diverged);
+
+  epoch_.recon_sq += g[np + kReconSq];
+  epoch_.samples += g[np + kSamples];
+  if (cfg_.check_consistency && (t + 1) % cfg_.check_consistency == 0) check_consistency(t);
+  return g[np + kStop] > 0;
+}
+
+void Trainer::check_consistency(uint64_t t) {
+  unsigned long long h = fnv1a(theta_.data.data(), theta_.view.size()), lo = h, hi = h;
+  MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+  if (lo != hi)
+    throw CollectiveError(fmt("step ", t + 1, ": the ranks' parameters differ (checksums ", lo,
+                              " and ", hi, "); were all ranks started with the same options "
+                              "and binary?"),
+                          exit_code::runtime);
+}
+
+/// Mean free energy of the first --monitor-size images of a dataset (all ranks).
+double Trainer::mean_free_energy(const Shard& s) {
+  const size_t m = std::min(cfg_.monitor_size, s.layout.n);
+  auto [lo, hi] = s.layout.local_range(0, m);
+  Matrix X;
+  transform(s, lo, hi, nullptr, UINT64_MAX, X, nullptr);  // fixed draws: the same every epoch
+  double sum[2] = {hi > lo ? static_cast<double>(free_energy(theta_.view, X).sum()) : 0.0,
+                   static_cast<double>(hi - lo)};
+  MPI_Allreduce(MPI_IN_PLACE, sum, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  return sum[1] > 0 ? sum[0] / sum[1] : NAN;
+}
+
+void Trainer::save(uint64_t next_step, const std::string& why) {
+  TrainState st;
+  st.step = next_step;
+  st.epoch = next_step / steps_per_epoch_;
+  st.seed = cfg_.seed;
+  st.steps_per_epoch = steps_per_epoch_;
+  st.ranks = env_.size;
+  st.seconds = seconds_before_ + (now() - start_time_);
+  st.epoch_recon_sq = epoch_.recon_sq;
+  st.epoch_samples = epoch_.samples;
+  st.config = config_text_;
+  st.momentum = inc_;
+  if (cfg_.pcd) {
+    // Gather the chains (binary) in global chain order on rank 0.
+    std::vector<uint8_t> mine(chains_.size());
+    for (Eigen::Index k = 0; k < chains_.size(); ++k) mine[k] = chains_.data()[k] > 0.5f;
+    std::vector<int> counts(env_.size), displs(env_.size);
+    int n = static_cast<int>(mine.size());
+    MPI_Gather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+    std::vector<uint8_t> all;
+    if (env_.root()) {
+      for (int r = 1; r < env_.size; ++r) displs[r] = displs[r - 1] + counts[r - 1];
+      all.resize(Cg_ * V_);
+    }
+    std::vector<uint8_t> gathered(env_.root() ? Cg_ * V_ : 0);
+    MPI_Gatherv(mine.data(), n, MPI_UINT8_T, gathered.data(), counts.data(), displs.data(),
+                MPI_UINT8_T, 0, MPI_COMM_WORLD);
+    if (env_.root()) {
+      for (int r = 0; r < env_.size; ++r) {
+        ShardLayout cl(Cg_, r, env_.size);
+        for (size_t l = 0; l < cl.local_rows(); ++l)
+          std::copy_n(gathered.data() + displs[r] + l * V_, V_, all.data() + cl.global_row(l) * V_);
+      }
+      st.chains = std::move(all);
+    }
+  }
+  if (env_.root()) {
+    write_checkpoint(cfg_.checkpoint, theta_.view, &st);
+    std::printf("checkpoint %s written (%s, step %llu)\n", cfg_.checkpoint.c_str(), why.c_str(),
+                static_cast<unsigned long long>(next_step));
+    std::fflush(stdout);
+  }
+}
+
+void Trainer::epoch_report(uint64_t epoch, uint64_t next_step, double train_seconds) {
+  double fe_train = mean_free_energy(train_);
+  double fe_valid = have_monitor_ ? mean_free_energy(monitor_) : NAN;
+  // Timings of the slowest rank: [training time, time inside the allreduce].
+  double slow[2] = {train_seconds, comm_seconds_};
+  MPI_Allreduce(MPI_IN_PLACE, slow, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  const double slowest = slow[0];
+  comm_seconds_ = 0;
+  const double recon = epoch_.recon_sq / std::max(1.0, epoch_.samples) / static_cast<double>(V_);
+  const double rate = epoch_.samples / std::max(slowest, 1e-9);
+  const double elapsed = seconds_before_ + (now() - start_time_);
+  const double per_epoch = (now() - start_time_) /
+                           std::max(1.0, static_cast<double>(epoch + 1) -
+                                             static_cast<double>(start_step_ / steps_per_epoch_));
+  const double eta = per_epoch * static_cast<double>(cfg_.epochs - epoch - 1);
+  if (env_.root()) {
+    if (cfg_.progress != "never" && (cfg_.progress == "always" || isatty(1)))
+      std::printf("\r\033[K");
+    std::printf("epoch %3llu/%zu | step %7llu | recon %.5f | F train %9.3f valid %9.3f (gap %+.3f)"
+                " | %8.0f samples/s | %6.1f s (allreduce %4.1f s) | ETA %s\n",
+                static_cast<unsigned long long>(epoch + 1), cfg_.epochs,
+                static_cast<unsigned long long>(next_step), recon, fe_train, fe_valid,
+                fe_valid - fe_train, rate, slowest, slow[1], seconds_text(eta).c_str());
+    std::fflush(stdout);
+    if (!cfg_.metrics.empty()) {
+      std::ofstream m(cfg_.metrics, std::ios::app);
+      auto num = [](double v) { return std::isfinite(v) ? fmt(v) : std::string("null"); };
+      m << "{\"epoch\": " << epoch + 1 << ", \"step\": " << next_step
+        << ", \"recon_error\": " << num(recon) << ", \"free_energy_train\": " << num(fe_train)
+        << ", \"free_energy_valid\": " << num(fe_valid) << ", \"samples_per_s\": " << num(rate)
+        << ", \"seconds\": " << num(elapsed) << ", \"epoch_seconds\": " << num(slowest)
+        << ", \"allreduce_seconds\": " << num(slow[1])
+        << ", \"ranks\": " << env_.size << "}\n";
+      if (!m) throw Error("--metrics " + cfg_.metrics + ": cannot write");
+    }
+  }
+  epoch_ = Monitor{};
+}
+
+int Trainer::run() {
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
+  start_time_ = now();
+  const uint64_t total = cfg_.epochs * steps_per_epoch_;
+  if (env_.root() && !cfg_.metrics.empty() && cfg_.resume.empty())
+    std::ofstream(cfg_.metrics, std::ios::trunc);  // a fresh run starts a fresh file
+  const bool live = env_.root() && cfg_.progress != "never" &&
+                    (cfg_.progress == "always" || isatty(1));
+  double epoch_start = now(), train_seconds = 0, last_print = 0;
+  for (uint64_t t = start_step_; t < total; ++t) {
+    const double t0 = now();
+    const bool stop = step(t);
+    train_seconds += now() - t0;
+    const uint64_t epoch = t / steps_per_epoch_;
+    if (live && now() - last_print > 0.5) {
+      last_print = now();
+      const double done = static_cast<double>(t % steps_per_epoch_ + 1) /
+                          static_cast<double>(steps_per_epoch_);
+      std::printf("\r\033[Kepoch %llu/%zu %5.1f%% | %.0f samples/s",
+                  static_cast<unsigned long long>(epoch + 1), cfg_.epochs, 100 * done,
+                  epoch_.samples / std::max(train_seconds, 1e-9));
+      std::fflush(stdout);
+    }
+    const bool epoch_end = (t + 1) % steps_per_epoch_ == 0;
+    if (epoch_end) {
+      epoch_report(epoch, t + 1, train_seconds);
+      train_seconds = 0;
+      epoch_start = now();
+      if ((epoch + 1) % cfg_.checkpoint_every == 0 || t + 1 == total)
+        save(t + 1, fmt("epoch ", epoch + 1));
+    }
+    if (stop) {
+      if (!epoch_end || ((epoch + 1) % cfg_.checkpoint_every != 0 && t + 1 != total))
+        save(t + 1, "stop signal");
+      if (env_.root())
+        std::printf("stopped by a signal at step %llu; resume with --resume %s (exit code %d)\n",
+                    static_cast<unsigned long long>(t + 1), cfg_.checkpoint.c_str(),
+                    exit_code::preempted);
+      return exit_code::preempted;
+    }
+  }
+  (void)epoch_start;
+  if (start_step_ >= total && env_.root())
+    std::printf("nothing to do: the checkpoint is already at epoch %zu of %zu\n",
+                static_cast<size_t>(start_step_ / steps_per_epoch_), cfg_.epochs);
+  return exit_code::ok;
+}
+
+}  // namespace rbm
