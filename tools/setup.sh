@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# tools/setup.sh — sourced by tools/quickstart.sh and tools/test.sh (and so by CI).
+# Installs the Debian 12 packages that are missing (quietly, only what is missing),
+# then configures and builds rbm_dist in ./build (Release). Idempotent.
+set -euo pipefail
+
+RBM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RBM_BUILD="${RBM_BUILD:-$RBM_ROOT/build}"
+
+RBM_PACKAGES=(
+  build-essential cmake pkg-config git
+  openmpi-bin libopenmpi-dev
+  libeigen3-dev libopenblas-dev
+  libhdf5-dev hdf5-tools
+  libboost-program-options-dev
+  libgtest-dev googletest
+  zlib1g-dev librandom123-dev libpng-dev liblbfgspp-dev
+  dataset-fashion-mnist
+  slurmctld slurmd slurm-client munge
+)
+
+rbm_install_packages() {
+  local missing=()
+  for p in "${RBM_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+rbm_build() {
+  echo "setup: building in $RBM_BUILD"
+  cmake -S "$RBM_ROOT" -B "$RBM_BUILD" -DCMAKE_BUILD_TYPE=Release >"$RBM_BUILD.cmake.log" 2>&1 ||
+    { cat "$RBM_BUILD.cmake.log"; return 1; }
+  if ! cmake --build "$RBM_BUILD" -j"$(nproc)" >"$RBM_BUILD.build.log" 2>&1; then
+    grep -E -A5 "error|Error" "$RBM_BUILD.build.log" | head -60
+    echo "setup: build failed (full log: $RBM_BUILD.build.log)"
+    return 1
+  fi
+  grep -E "warning:" "$RBM_BUILD.build.log" || true
+}
+
+# Open MPI as root, and more ranks than cores: for our commands only, never global.
+rbm_mpi_env() {
+  export OMPI_MCA_rmaps_base_oversubscribe=1
+  export OMPI_MCA_mpi_yield_when_idle=1
+  if [ "$(id -u)" -eq 0 ]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  fi
+}
+
+mkdir -p "$(dirname "$RBM_BUILD")"
+rbm_install_packages
+rbm_build
