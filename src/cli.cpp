@@ -74,8 +74,11 @@ std::string markdown_table(const po::options_description& opts) {
     std::string vn = value_name(*o);
     std::string flag = "--" + o->long_name() + (vn.empty() ? "" : " " + vn);
     std::string def = default_of(*o);
-    os << "| `" << flag << "` | " << (def.empty() ? "" : "`" + def + "`") << " | "
-       << o->description() << " |\n";
+    std::string desc = o->description();
+    for (size_t k = desc.find('|'); k != std::string::npos; k = desc.find('|', k + 2))
+      desc.replace(k, 1, "\\|");  // a literal | inside a Markdown table cell
+    os << "| `" << flag << "` | " << (def.empty() ? "" : "`" + def + "`") << " | " << desc
+       << " |\n";
   }
   return os.str();
 }

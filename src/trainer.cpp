@@ -39,10 +39,10 @@ po::options_description train_options(TrainConfig& c) {
       ("pcd", po::bool_switch(&c.pcd), "persistent CD: negative phase from persistent chains")
       ("chains", po::value(&c.chains)->default_value(0)->value_name("C"),
        "PCD chains over all ranks; 0 = --batch-size")
-      ("lr", po::value(&c.lr)->default_value(0.1)->value_name("RATE"), "learning rate")
+      ("lr", po::value(&c.lr)->default_value(0.1, "0.1")->value_name("RATE"), "learning rate")
       ("lr-decay", po::value(&c.lr_decay)->default_value(0.0)->value_name("D"),
        "learning rate in epoch e is lr / (1 + D*e)")
-      ("momentum", po::value(&c.momentum)->default_value(0.9)->value_name("MU"),
+      ("momentum", po::value(&c.momentum)->default_value(0.9, "0.9")->value_name("MU"),
        "momentum after --momentum-epochs")
       ("initial-momentum", po::value(&c.initial_momentum)->default_value(0.5)->value_name("MU"),
        "momentum for the first --momentum-epochs epochs")
@@ -50,7 +50,7 @@ po::options_description train_options(TrainConfig& c) {
        "epochs that use --initial-momentum")
       ("weight-decay", po::value(&c.weight_decay)->default_value(2e-4, "0.0002")->value_name("L2"),
        "L2 weight decay on the weights (not the biases)")
-      ("init-std", po::value(&c.init_std)->default_value(0.01)->value_name("S"),
+      ("init-std", po::value(&c.init_std)->default_value(0.01, "0.01")->value_name("S"),
        "initial weights ~ N(0, S^2)")
       ("binarize", po::value(&c.binarize)->default_value("none")->value_name("MODE"),
        "none (pixel/255) | threshold (pixel >= 128) | stochastic (Bernoulli(pixel/255))")
@@ -446,8 +446,7 @@ void Trainer::epoch_report(uint64_t epoch, uint64_t next_step, double train_seco
                                              static_cast<double>(start_step_ / steps_per_epoch_));
   const double eta = per_epoch * static_cast<double>(cfg_.epochs - epoch - 1);
   if (env_.root()) {
-    if (cfg_.progress != "never" && (cfg_.progress == "always" || isatty(1)))
-      std::printf("\r\033[K");
+    if (live_progress()) std::printf("\r\033[K");
     std::printf("epoch %3llu/%zu | step %7llu | recon %.5f | F train %9.3f valid %9.3f (gap %+.3f)"
                 " | %8.0f samples/s | %6.1f s (allreduce %4.1f s) | ETA %s\n",
                 static_cast<unsigned long long>(epoch + 1), cfg_.epochs,
@@ -469,6 +468,14 @@ void Trainer::epoch_report(uint64_t epoch, uint64_t next_step, double train_seco
   epoch_ = Monitor{};
 }
 
+/// --progress auto: a live line only on a terminal, and never inside a batch job
+/// (under Slurm, mpirun gives rank 0 a pseudo-terminal even when output goes to a file).
+bool Trainer::live_progress() const {
+  if (cfg_.progress == "always") return true;
+  if (cfg_.progress == "never") return false;
+  return isatty(1) && !std::getenv("SLURM_JOB_ID");
+}
+
 int Trainer::run() {
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGUSR1, on_stop_signal);
@@ -476,8 +483,7 @@ int Trainer::run() {
   const uint64_t total = cfg_.epochs * steps_per_epoch_;
   if (env_.root() && !cfg_.metrics.empty() && cfg_.resume.empty())
     std::ofstream(cfg_.metrics, std::ios::trunc);  // a fresh run starts a fresh file
-  const bool live = env_.root() && cfg_.progress != "never" &&
-                    (cfg_.progress == "always" || isatty(1));
+  const bool live = env_.root() && live_progress();
   double epoch_start = now(), train_seconds = 0, last_print = 0;
   for (uint64_t t = start_step_; t < total; ++t) {
     const double t0 = now();

@@ -129,10 +129,10 @@ int main(int argc, char** argv) {
       agree(env, [&] { validate(cfg); });
       Trainer tr(env, cfg, "");
       tr.setup();
-      // Per-rank GEMM rate on this rank's share of the batch; the bound uses the
-      // rate of the full global batch on one rank (what one core can do).
+      // GEMM rate of the machine: every rank measures the full batch's products at
+      // the same time, and the rates add up (on one rank: one core's rate).
       double rate = gemm_rate(info.dim, s.H, s.B, gemm_seconds);
-      MPI_Allreduce(MPI_IN_PLACE, &rate, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+      MPI_Allreduce(MPI_IN_PLACE, &rate, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
       const size_t n = steps ? steps : tr.steps_per_epoch();
       uint64_t t = 0;
       for (; t < warmup; ++t) tr.step(t);

@@ -72,6 +72,7 @@ class Trainer {
   double mean_free_energy(const Shard& s);
   void save(uint64_t next_step, const std::string& why);
   void check_consistency(uint64_t t);
+  bool live_progress() const;
   void epoch_report(uint64_t epoch, uint64_t next_step, double train_seconds);
 
   MpiEnv env_;
