@@ -7,6 +7,8 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 
@@ -151,6 +153,13 @@ void Trainer::setup() {
       throw UsageError(fmt(cfg_.data, ": ", cfg_.train_path, " has ", info.rows,
                            " rows but the job has ", env_.size, " ranks (run with at most ",
                            info.rows, " ranks)"));
+    if (env_.root()) {  // only rank 0 writes: it alone checks the folder, before any work
+      std::string dir = std::filesystem::path(cfg_.checkpoint).parent_path().string();
+      if (dir.empty()) dir = ".";
+      if (access(dir.c_str(), W_OK) != 0)
+        throw UsageError("--checkpoint " + cfg_.checkpoint + ": folder " + dir +
+                         " does not exist or is not writable");
+    }
     if (mpath.empty()) mpath = monitor_images_path(cfg_.data);
     if (!mpath.empty()) {
       DatasetInfo m = inspect_dataset(cfg_.data, mpath);
@@ -342,15 +351,25 @@ bool Trainer::step(uint64_t t) {
   float* th = theta_.data.data();
   const float* g = grad_.data.data();
   float* inc = inc_.data();
+  // One pass: update, and OR together the exponent bits of the new values (all
+  // ones = NaN or Inf) so that the finiteness check costs no second pass.
+  uint32_t nonfinite = 0;
+  auto exponent_all_ones = [](float x) {
+    uint32_t b;
+    std::memcpy(&b, &x, sizeof b);
+    return static_cast<uint32_t>((b & 0x7f800000u) == 0x7f800000u);
+  };
   for (size_t i = 0; i < nw; ++i) {
     inc[i] = mu * inc[i] + lr * (g[i] - wd * th[i]);
     th[i] += inc[i];
+    nonfinite |= exponent_all_ones(th[i]);
   }
   for (size_t i = nw; i < np; ++i) {
     inc[i] = mu * inc[i] + lr * g[i];
     th[i] += inc[i];
+    nonfinite |= exponent_all_ones(th[i]);
   }
-  if (!Eigen::Map<const Eigen::ArrayXf>(th, static_cast<Eigen::Index>(np)).allFinite())
+  if (nonfinite)
     throw CollectiveError(
         fmt("step ", t + 1, " (epoch ", epoch + 1, "): the parameters became NaN or infinite; "
             "the learning rate ", cfg_.lr, " is probably too large (try --lr ", cfg_.lr / 10,
