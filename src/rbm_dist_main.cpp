@@ -16,6 +16,7 @@ using namespace rbm;
 
 int main(int argc, char** argv) {
   blas::ensure_fast_kernel(argc, argv);  // before anything else: may re-exec once
+  install_stop_handlers();
   return run_mpi_program("rbm_dist", argc, argv, [&](const MpiEnv& env) {
     const cli::Program prog{"rbm_dist", "mpirun -np N rbm_dist --data FILE.h5 [options]",
                             "rbm_dist: train a binary RBM with CD-k or PCD, data-parallel over MPI."};

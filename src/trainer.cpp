@@ -495,9 +495,12 @@ bool Trainer::live_progress() const {
   return isatty(1) && !std::getenv("SLURM_JOB_ID");
 }
 
-int Trainer::run() {
+void install_stop_handlers() {
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGUSR1, on_stop_signal);
+}
+
+int Trainer::run() {
   start_time_ = now();
   const uint64_t total = cfg_.epochs * steps_per_epoch_;
   if (env_.root() && !cfg_.metrics.empty() && cfg_.resume.empty())

@@ -42,6 +42,11 @@ cli::po::options_description train_options(TrainConfig& cfg);
 /// Checks values that need no data (hidden >= 1, lr >= 0, ...). Throws UsageError.
 void validate(const TrainConfig& cfg);
 
+/// SIGTERM / SIGUSR1 set a flag that the next step folds into its allreduce: all
+/// ranks stop after the same step, rank 0 checkpoints, all exit 75. Installed first
+/// thing in main() so that a signal during start-up is not fatal either.
+void install_stop_handlers();
+
 class Trainer {
  public:
   Trainer(const MpiEnv& env, const TrainConfig& cfg, std::string config_text);
