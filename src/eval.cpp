@@ -1,4 +1,5 @@
 // eval.cpp — the math of rbm_eval (see rbm/eval.hpp for the formulas).
+
 #include "rbm/eval.hpp"
 
 #include <LBFGS.h>
@@ -235,7 +236,16 @@ AisEstimate ais_combine(const std::vector<double>& log_w, double log_z_base) {
   return e;
 }
 
-// ---- pseudo-likelihood, reconstruction ---------------------------------------
+// ---- free energy, pseudo-likelihood, reconstruction ----------------------------
+
+Eigen::VectorXd free_energy_d(const Params& p, const Eigen::Ref<const Matrix>& X) {
+  const Eigen::MatrixXd Xd = X.cast<double>();
+  Eigen::MatrixXd A = p.W.transpose().cast<double>() * Xd;  // [H, N]
+  A.colwise() += p.c.cast<double>();
+  Eigen::VectorXd F = -(Xd.transpose() * p.b.cast<double>());
+  F -= softplus_array(A.array()).colwise().sum().matrix().transpose();
+  return F;
+}
 
 size_t pl_flip_index(const CounterRng& rng, uint64_t index, size_t V) {
   const uint32_t r = rng.bits(Stream::eval, kSubPlFlip, 0, index, 0)[0];
@@ -311,32 +321,43 @@ class SoftmaxObjective {
                    double l2)
       : X_(X), y_(y), C_(classes), l2_(l2) {}
 
+  // Blocks of kBlock samples: each block of X is read from memory once and used by both
+  // products while it is in cache (the products are skinny, C rows: memory-bound).
   double operator()(const Eigen::VectorXd& x, Eigen::VectorXd& grad) {
+    constexpr Index kBlock = 256;
+    ++evaluations;
     const Index D = X_.rows(), N = X_.cols();
     Eigen::Map<const Eigen::MatrixXd> T(x.data(), C_, D);
     Eigen::Map<const Eigen::VectorXd> beta(x.data() + C_ * D, C_);
-    Eigen::MatrixXf Tf = T.cast<float>();
-    Eigen::MatrixXf Zf(C_, N);
-    Zf.noalias() = Tf * X_;  // [C, D] x [D, N]
-    Eigen::MatrixXd Z = Zf.cast<double>();
-    Z.colwise() += beta;
+    const Eigen::MatrixXf Tf = T.cast<float>();
+    Eigen::MatrixXd GX = Eigen::MatrixXd::Zero(C_, D);  // sum_n (p_n - y_n) x_n'
+    Eigen::VectorXd gb = Eigen::VectorXd::Zero(C_);     // sum_n (p_n - y_n)
+    Eigen::MatrixXf Zf(C_, kBlock), GXb(C_, D);
     double loss = 0;
-    for (Index n = 0; n < N; ++n) {  // Z <- P - Y, column by column
-      auto z = Z.col(n);
-      const double m = z.maxCoeff();
-      const double lse = m + std::log((z.array() - m).exp().sum());
-      loss += lse - z(y_[n]);
-      z = (z.array() - lse).exp();
-      z(y_[n]) -= 1.0;
+    for (Index first = 0; first < N; first += kBlock) {
+      const Index nb = std::min(kBlock, N - first);
+      const auto Xb = X_.middleCols(first, nb);
+      Zf.resize(C_, nb);
+      Zf.noalias() = Tf * Xb;  // [C, D] x [D, nb]
+      for (Index n = 0; n < nb; ++n) {  // z <- p - y, column by column, in double
+        Eigen::VectorXd z = Zf.col(n).cast<double>() + beta;
+        const int y = y_[static_cast<size_t>(first + n)];
+        const double m = z.maxCoeff();
+        const double lse = m + std::log((z.array() - m).exp().sum());
+        loss += lse - z(y);
+        z = (z.array() - lse).exp();
+        z(y) -= 1.0;
+        gb += z;
+        Zf.col(n) = z.cast<float>();
+      }
+      GXb.noalias() = Zf * Xb.transpose();  // [C, nb] x [nb, D]
+      GX += GXb.cast<double>();
     }
     const double invN = 1.0 / static_cast<double>(N);
-    Eigen::MatrixXf Gf = Z.cast<float>();
-    Eigen::MatrixXf GX(C_, D);
-    GX.noalias() = Gf * X_.transpose();  // [C, N] x [N, D]
     Eigen::Map<Eigen::MatrixXd> gT(grad.data(), C_, D);
     Eigen::Map<Eigen::VectorXd> gbeta(grad.data() + C_ * D, C_);
-    gT = GX.cast<double>() * invN + l2_ * T;
-    gbeta = Z.rowwise().sum() * invN;
+    gT = GX * invN + l2_ * T;
+    gbeta = gb * invN;
     const double f = loss * invN + 0.5 * l2_ * T.squaredNorm();
     if (f < best_f) {
       best_f = f;
@@ -347,6 +368,7 @@ class SoftmaxObjective {
 
   double best_f = std::numeric_limits<double>::infinity();
   Eigen::VectorXd best_x;
+  int evaluations = 0;
 
  private:
   Eigen::Ref<const Matrix> X_;
@@ -391,9 +413,10 @@ ProbeResult softmax_probe(const Eigen::Ref<const Matrix>& Xtrain, const std::vec
   } catch (const std::exception& e) {
     // The line search cannot make progress once the float products' rounding
     // dominates the decrease: keep the best point seen.
-    r.iterations = max_iter;
-    r.stop = std::string("line search stopped (") + e.what() + ")";
+    r.iterations = -1;
+    r.stop = std::string("line search stopped: ") + e.what();
   }
+  r.evaluations = f.evaluations;
   if (f.best_x.size() == x.size()) x = f.best_x;
   r.objective = f.best_f;
   r.train_accuracy = accuracy(x, Xtrain, ytrain, classes);

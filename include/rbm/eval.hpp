@@ -4,7 +4,7 @@
 // (the program spreads AIS runs over ranks and gathers the weights).
 //
 // defines: rbm::eval::Binarize, images_matrix, log_z_exact, ais_betas, base_rate_biases,
-//          log_z_base_rate, ais_log_weights, AisEstimate, ais_combine, pl_flip_index,
+//          log_z_base_rate, ais_groups, ais_log_weights, AisEstimate, ais_combine, free_energy_d, pl_flip_index,
 //          pseudo_loglik, recon_sq, gibbs_snapshots, ProbeResult, softmax_probe
 //
 // Letters as in rbm.hpp: V visible units, H hidden units; N images of a split,
@@ -86,8 +86,16 @@ Vector base_rate_biases(const Eigen::VectorXd& sums, double N);
 ///   log Z_A = sum_i softplus(b_A_i) + H log 2
 double log_z_base_rate(const Vector& bA, size_t H);
 
-/// Log importance weights of AIS runs first_run .. first_run+count-1 (global ids),
-/// all runs of this call advanced together as the columns of [V, R] / [H, R] matrices.
+/// AIS runs are advanced in groups: group g of M runs is runs [g M / G, (g+1) M / G) with
+/// G = ceil(M / kAisGroup) groups (at most kAisGroup = 50 runs each, one GEMM column per run).
+/// Ranks take whole groups, so every group is computed with the same matrix shapes
+/// whatever the rank count, and the weights are bitwise the same on 1 or P ranks.
+inline constexpr size_t kAisGroup = 50;
+inline size_t ais_groups(size_t runs) { return (runs + kAisGroup - 1) / kAisGroup; }
+inline size_t ais_group_start(size_t runs, size_t g) { return runs * g / ais_groups(runs); }
+
+/// Log importance weights of AIS runs first_run .. first_run+count-1 (global ids; one
+/// group), all advanced together as the columns of [V, R] / [H, R] matrices.
 /// Intermediate distributions (S&M 2008, eq. 13):
 ///   p*_k(v) = exp((1 - beta_k) b_A'v + beta_k b'v) prod_j (1 + exp(beta_k (c_j + W_j'v)))
 /// so p*_0 is the base-rate model times 2^H and p*_K = exp(-F(v)). With v_1 ~ p_0 and
@@ -115,7 +123,12 @@ struct AisEstimate {
 /// Weights are shifted by max(log w) before exponentiating, so nothing overflows.
 AisEstimate ais_combine(const std::vector<double>& log_w, double log_z_base);
 
-// ---- pseudo-likelihood, reconstruction ---------------------------------------
+// ---- free energy, pseudo-likelihood, reconstruction ----------------------------
+
+/// F(v) of each column of X [V, N] in DOUBLE (one double GEMM): the mean log-likelihood
+/// -F - log Z is reported to 1e-4 nats, which float sums over 784 + 500 terms of size
+/// ~10 do not guarantee. Same formula as rbm::free_energy.
+Eigen::VectorXd free_energy_d(const Params& p, const Eigen::Ref<const Matrix>& X);
 
 /// The pixel flipped in image `index` (global id): floor(r * V / 2^32) with r the first
 /// 32-bit word of CounterRng::bits(Stream::eval, kSubPlFlip, 0, index, 0).
@@ -150,17 +163,20 @@ Matrix gibbs_snapshots(const Params& p, size_t chains, size_t burn_in, size_t sp
 struct ProbeResult {
   double train_accuracy = 0, test_accuracy = 0;
   double objective = 0;  ///< final value of the regularised objective below
-  int iterations = 0;    ///< LBFGS iterations
-  std::string stop;      ///< "converged", "max-iter", or the solver's message
+  int iterations = 0;    ///< LBFGS iterations; -1 when the line search gave up
+  int evaluations = 0;   ///< objective + gradient evaluations (full passes over X)
+  std::string stop;      ///< "converged", "max-iter", or "line search stopped: <why>"
 };
 
 /// Multinomial logistic regression (softmax), full batch, L2 on the weights only:
 ///   min_{T [C, D], beta [C]}  (1/N) sum_n [logsumexp(z_n) - z_n,y_n] + (l2/2) ||T||_F^2,
 ///   z_n = T x_n + beta,
 /// gradient (1/N)(P - Y) X' + l2 T and (1/N) sum_n (p_n - y_n), minimised from 0 with
-/// LBFGSpp::LBFGSSolver<double> (gradient-norm tolerance 1e-5). The two products with X
-/// are float GEMMs, everything else double; the best point seen is kept if the line
-/// search gives up. X* are [D, N] (one sample per column), labels in [0, C).
+/// LBFGSpp::LBFGSSolver<double> (stops when ||grad|| <= 1e-5 max(1, ||x||)). The two
+/// products with X are float GEMMs over blocks of 256 samples (each block read once),
+/// softmax and sums in double; the best point seen is kept if the line search gives up
+/// (the float products limit how small a decrease it can see). X* are [D, N] (one sample
+/// per column), labels in [0, C).
 ProbeResult softmax_probe(const Eigen::Ref<const Matrix>& Xtrain, const std::vector<int>& ytrain,
                           const Eigen::Ref<const Matrix>& Xtest, const std::vector<int>& ytest,
                           int classes, double l2, int max_iter);
