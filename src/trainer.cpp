@@ -123,6 +123,12 @@ uint64_t fnv1a(const float* data, size_t n) {
   return h;
 }
 
+std::string fmt_fixed(double v, int width, int precision, bool sign = false) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, sign ? "%+*.*f" : "%*.*f", width, precision, v);
+  return buf;
+}
+
 std::string seconds_text(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   long t = std::lround(s);
@@ -184,9 +190,10 @@ void Trainer::setup() {
   }
   cfg_.monitor_path = mpath;
 
-  theta_ = ParamBuffer(V_, H_);
-  grad_ = ParamBuffer(V_, H_, kCounters);
-  inc_.assign(Params::count(V_, H_), 0.0f);
+  shared_ = std::make_unique<NodeShared>(Params::count(V_, H_), kCounters);
+  theta_ = Params(shared_->theta(), V_, H_);
+  grad_ = Params(shared_->slot(), V_, H_);
+  inc_ = shared_->inc();
   if (cfg_.pcd) {
     ShardLayout cl(Cg_, env_.rank, env_.size);
     chain_index_.resize(cl.local_rows());
@@ -203,7 +210,9 @@ void Trainer::setup() {
 /// p_i the training-set mean of pixel i (one allreduce), c = 0. PCD chains start
 /// from Bernoulli(p_i).
 void Trainer::init_params() {
-  Params& p = theta_.view;
+  // Every rank computes the same numbers; the node's leader stores them.
+  ParamBuffer local(V_, H_);
+  Params& p = local.view;
   for (size_t i = 0; i < V_; ++i) {
     for (size_t j = 0; j < H_; j += 2) {
       auto r = rng_.bits(Stream::weight_init, 0, 0, i, static_cast<uint32_t>(j / 2));
@@ -230,6 +239,8 @@ void Trainer::init_params() {
     p.b(i) = static_cast<float>(std::log(pi / (1.0 - pi)));
   }
   p.c.setZero();
+  if (shared_->leader()) std::copy(local.data.begin(), local.data.end(), theta_.data());
+  shared_->barrier();
   std::vector<float> u(V_);
   for (Eigen::Index m = 0; m < chains_.cols(); ++m) {
     rng_.uniforms(Stream::chain_init, 0, 0, chain_index_[m], u.data(), V_);
@@ -255,9 +266,11 @@ void Trainer::resume_from(const std::string& path) {
       throw UsageError(fmt(path, ": holds ", st.chains.size() / V_, " PCD chains, --chains is ",
                            Cg_));
   });
-  theta_.data = m.data;
-  theta_.view = Params(theta_.data.data(), V_, H_);
-  inc_ = st.momentum;
+  if (shared_->leader()) {
+    std::copy(m.data.begin(), m.data.end(), theta_.data());
+    std::copy(st.momentum.begin(), st.momentum.end(), inc_);
+  }
+  shared_->barrier();
   for (Eigen::Index l = 0; l < chains_.cols(); ++l)
     for (size_t i = 0; i < V_; ++i) chains_(i, l) = st.chains[chain_index_[l] * V_ + i];
   start_step_ = st.step;
@@ -327,48 +340,48 @@ bool Trainer::step(uint64_t t) {
 
   load_batch(t, X_, index_);  // X_ [V, B]
   CdConfig cd{cfg_.cd_k, cfg_.pcd, t, Bg, std::max<size_t>(Cg_, 1)};
-  CdCounters cnt = cd_gradient(theta_.view, cd, X_, index_.data(), cfg_.pcd ? &chains_ : nullptr,
-                               chain_index_.data(), rng_, ws_, grad_.view);
-  float* counters = grad_.data.data() + theta_.view.size();
+  CdCounters cnt = cd_gradient(theta_, cd, X_, index_.data(), cfg_.pcd ? &chains_ : nullptr,
+                               chain_index_.data(), rng_, ws_, grad_);
+  const size_t nw = V_ * H_, np = theta_.size();
+  float* counters = grad_.data() + np;
   counters[kReconSq] = static_cast<float>(cnt.recon_sq);
   counters[kSamples] = static_cast<float>(X_.cols());
   counters[kStop] = g_stop_signal ? 1.0f : 0.0f;
 
-  // The one collective of the step: gradients + counters + stop flag.
-  const double tc = now();
-  MPI_Allreduce(MPI_IN_PLACE, grad_.data.data(), static_cast<int>(grad_.data.size()), MPI_FLOAT,
-                MPI_SUM, MPI_COMM_WORLD);
-  comm_seconds_ += now() - tc;
-
-  // Same update on every rank:
+  // The step's one fused reduction (gradients + counters + stop flag), with the
+  // update of the node's shared parameters, segment by segment:
   //   inc = mu*inc + lr*(g - wd*W)   (weights);   inc = mu*inc + lr*g   (biases)
   //   theta += inc
+  // One pass also ORs the exponent bits of the new values (all ones = NaN or Inf).
   const float mu = static_cast<float>(epoch < cfg_.momentum_epochs ? cfg_.initial_momentum
                                                                    : cfg_.momentum);
   const float lr = static_cast<float>(cfg_.lr / (1.0 + cfg_.lr_decay * static_cast<double>(epoch)));
   const float wd = static_cast<float>(cfg_.weight_decay);
-  const size_t nw = V_ * H_, np = theta_.view.size();
-  float* th = theta_.data.data();
-  const float* g = grad_.data.data();
-  float* inc = inc_.data();
-  // One pass: update, and OR together the exponent bits of the new values (all
-  // ones = NaN or Inf) so that the finiteness check costs no second pass.
-  uint32_t nonfinite = 0;
-  auto exponent_all_ones = [](float x) {
-    uint32_t b;
-    std::memcpy(&b, &x, sizeof b);
-    return static_cast<uint32_t>((b & 0x7f800000u) == 0x7f800000u);
+  float* th = theta_.data();
+  float* inc = inc_;
+  auto update = [&](size_t a, size_t b, const float* g) {
+    uint32_t nonfinite = 0;
+    auto exponent_all_ones = [](float x) {
+      uint32_t bits;
+      std::memcpy(&bits, &x, sizeof bits);
+      return static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    };
+    for (size_t i = a; i < std::min(b, nw); ++i) {
+      inc[i] = mu * inc[i] + lr * (g[i] - wd * th[i]);
+      th[i] += inc[i];
+      nonfinite |= exponent_all_ones(th[i]);
+    }
+    for (size_t i = std::max(a, nw); i < b; ++i) {
+      inc[i] = mu * inc[i] + lr * g[i];
+      th[i] += inc[i];
+      nonfinite |= exponent_all_ones(th[i]);
+    }
+    return nonfinite;
   };
-  for (size_t i = 0; i < nw; ++i) {
-    inc[i] = mu * inc[i] + lr * (g[i] - wd * th[i]);
-    th[i] += inc[i];
-    nonfinite |= exponent_all_ones(th[i]);
-  }
-  for (size_t i = nw; i < np; ++i) {
-    inc[i] = mu * inc[i] + lr * g[i];
-    th[i] += inc[i];
-    nonfinite |= exponent_all_ones(th[i]);
-  }
+  const double tc = now();
+  const uint32_t nonfinite = shared_->reduce(update);
+  comm_seconds_ += now() - tc;
+  const float* g = shared_->sum();
   if (nonfinite)
     throw CollectiveError(
         fmt("step ", t + 1, " (epoch ", epoch + 1, "): the parameters became NaN or infinite; "
@@ -383,7 +396,7 @@ bool Trainer::step(uint64_t t) {
 }
 
 void Trainer::check_consistency(uint64_t t) {
-  unsigned long long h = fnv1a(theta_.data.data(), theta_.view.size()), lo = h, hi = h;
+  unsigned long long h = fnv1a(theta_.data(), theta_.size()), lo = h, hi = h;
   MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
   MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
   if (lo != hi)
@@ -399,7 +412,7 @@ double Trainer::mean_free_energy(const Shard& s) {
   auto [lo, hi] = s.layout.local_range(0, m);
   Matrix X;
   transform(s, lo, hi, nullptr, UINT64_MAX, X, nullptr);  // fixed draws: the same every epoch
-  double sum[2] = {hi > lo ? static_cast<double>(free_energy(theta_.view, X).sum()) : 0.0,
+  double sum[2] = {hi > lo ? static_cast<double>(free_energy(theta_, X).sum()) : 0.0,
                    static_cast<double>(hi - lo)};
   MPI_Allreduce(MPI_IN_PLACE, sum, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
   return sum[1] > 0 ? sum[0] / sum[1] : NAN;
@@ -416,7 +429,7 @@ void Trainer::save(uint64_t next_step, const std::string& why) {
   st.epoch_recon_sq = epoch_.recon_sq;
   st.epoch_samples = epoch_.samples;
   st.config = config_text_;
-  st.momentum = inc_;
+  st.momentum.assign(inc_, inc_ + theta_.size());
   if (cfg_.pcd) {
     // Gather the chains (binary) in global chain order on rank 0.
     std::vector<uint8_t> mine(chains_.size());
@@ -442,7 +455,7 @@ void Trainer::save(uint64_t next_step, const std::string& why) {
     }
   }
   if (env_.root()) {
-    write_checkpoint(cfg_.checkpoint, theta_.view, &st);
+    write_checkpoint(cfg_.checkpoint, theta_, &st);
     std::printf("checkpoint %s written (%s, step %llu)\n", cfg_.checkpoint.c_str(), why.c_str(),
                 static_cast<unsigned long long>(next_step));
     std::fflush(stdout);
@@ -466,11 +479,15 @@ void Trainer::epoch_report(uint64_t epoch, uint64_t next_step, double train_seco
   const double eta = per_epoch * static_cast<double>(cfg_.epochs - epoch - 1);
   if (env_.root()) {
     if (live_progress()) std::printf("\r\033[K");
-    std::printf("epoch %3llu/%zu | step %7llu | recon %.5f | F train %9.3f valid %9.3f (gap %+.3f)"
+    const std::string valid = have_monitor_
+                                  ? fmt_fixed(fe_valid, 9, 3) + " (gap " +
+                                        fmt_fixed(fe_valid - fe_train, 0, 3, true) + ")"
+                                  : std::string("- (no validation or test images)");
+    std::printf("epoch %3llu/%zu | step %7llu | recon %.5f | F train %9.3f valid %s"
                 " | %8.0f samples/s | %6.1f s (allreduce %4.1f s) | ETA %s\n",
                 static_cast<unsigned long long>(epoch + 1), cfg_.epochs,
-                static_cast<unsigned long long>(next_step), recon, fe_train, fe_valid,
-                fe_valid - fe_train, rate, slowest, slow[1], seconds_text(eta).c_str());
+                static_cast<unsigned long long>(next_step), recon, fe_train, valid.c_str(), rate,
+                slowest, slow[1], seconds_text(eta).c_str());
     std::fflush(stdout);
     if (!cfg_.metrics.empty()) {
       std::ofstream m(cfg_.metrics, std::ios::app);

@@ -6,18 +6,22 @@
 //   1. X      = this rank's rows of global mini-batch s                [V, B]
 //   2. g      = cd_gradient(X)  (positive - negative statistics / Bg)   one buffer
 //   3. g     += counters (reconstruction error, samples, stop flag)
-//   4. MPI_Allreduce(g, SUM)   — the ONLY collective of a step
-//   5. inc    = mu * inc + lr * (g - wd * [W, 0, 0]);  theta += inc     same on all ranks
-// so every rank holds the same model after every step.
+//   4. sum g over all ranks    — one fused reduction (node_shared.hpp: through the node's
+//                                shared memory, then ONE MPI_Allreduce across nodes)
+//   5. inc    = mu * inc + lr * (g - wd * [W, 0, 0]);  theta += inc
+// theta and inc exist once per node (shared memory) and the update of each segment
+// is made by one local rank, so every rank sees the same model after every step.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "rbm/checkpoint.hpp"
 #include "rbm/cli.hpp"
 #include "rbm/dataset.hpp"
 #include "rbm/mpi_env.hpp"
+#include "rbm/node_shared.hpp"
 #include "rbm/rbm.hpp"
 
 namespace rbm {
@@ -58,7 +62,7 @@ class Trainer {
   /// One training step (global step number `t`); returns true if a stop was requested.
   bool step(uint64_t t);
 
-  const Params& params() const { return theta_.view; }
+  const Params& params() const { return theta_; }
   size_t steps_per_epoch() const { return steps_per_epoch_; }
   size_t train_rows() const { return train_.layout.n; }
   /// Seconds spent in the step's allreduce since the last epoch report (or start).
@@ -87,9 +91,10 @@ class Trainer {
   bool have_monitor_ = false;
   size_t V_ = 0, H_ = 0, Cg_ = 0;
   size_t steps_per_epoch_ = 0;
-  ParamBuffer theta_;          // parameters                    [W | b | c]
-  ParamBuffer grad_;           // gradient + counters, 1 buffer [W | b | c | recon, n, stop]
-  std::vector<float> inc_;     // momentum (parameter increments), parameter layout
+  std::unique_ptr<NodeShared> shared_;  // the node's copy of theta, inc and the sums
+  Params theta_;               // parameters, shared per node   [W | b | c]
+  Params grad_;                // this rank's gradient slot     [W | b | c | recon, n, stop]
+  float* inc_ = nullptr;       // momentum (parameter increments), parameter layout
   Matrix chains_;              // [V, C] this rank's persistent chains (PCD)
   std::vector<uint64_t> chain_index_;
   std::vector<uint32_t> perm_; // this epoch's order of the local rows (shuffle)

@@ -1,0 +1,99 @@
+#include "rbm/node_shared.hpp"
+
+#include <algorithm>
+#include <exception>
+
+#include "rbm/errors.hpp"
+
+namespace rbm {
+
+namespace {
+size_t round16(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte multiples
+}  // namespace
+
+NodeShared::NodeShared(size_t n_params, size_t n_extra)
+    : n_params_(n_params), n_(n_params + n_extra) {
+  int world_rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node_);
+  MPI_Comm_rank(node_, &local_rank_);
+  MPI_Comm_size(node_, &local_size_);
+  MPI_Comm_split(MPI_COMM_WORLD, local_rank_ == 0 ? 0 : MPI_UNDEFINED, world_rank, &leaders_);
+  if (leaders_ != MPI_COMM_NULL) MPI_Comm_size(leaders_, &nodes_);
+  MPI_Bcast(&nodes_, 1, MPI_INT, 0, node_);
+
+  // Layout (floats): theta | inc | sum | L slots | L flags, each block 64-byte aligned.
+  stride_ = round16(n_);
+  const size_t np = round16(n_params_);
+  const size_t total = 2 * np + stride_ + static_cast<size_t>(local_size_) * stride_ +
+                       round16(static_cast<size_t>(local_size_));
+  float* base = nullptr;
+  MPI_Aint bytes = local_rank_ == 0 ? static_cast<MPI_Aint>(total * sizeof(float)) : 0;
+  if (MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, node_, &base, &win_) !=
+      MPI_SUCCESS)
+    throw Error("cannot allocate the node's shared memory for the model");
+  MPI_Aint size = 0;
+  int disp = 0;
+  MPI_Win_shared_query(win_, 0, &size, &disp, &base);
+  theta_ = base;
+  inc_ = theta_ + np;
+  sum_ = inc_ + np;
+  slots_ = sum_ + stride_;
+  slot_ = slots_ + static_cast<size_t>(local_rank_) * stride_;
+  flags_ = reinterpret_cast<uint32_t*>(slots_ + static_cast<size_t>(local_size_) * stride_);
+  MPI_Win_lock_all(MPI_MODE_NOCHECK, win_);
+  if (local_rank_ == 0) std::fill(base, base + total, 0.0f);
+  barrier();
+  // This rank's segment of the buffer: equal parts, boundaries on 16 floats.
+  const size_t per = round16((n_ + static_cast<size_t>(local_size_) - 1) /
+                             static_cast<size_t>(local_size_));
+  seg_a_ = std::min(n_, per * static_cast<size_t>(local_rank_));
+  seg_b_ = std::min(n_, seg_a_ + per);
+}
+
+NodeShared::~NodeShared() {
+  // Freeing is collective: while an exception unwinds (a local error on its way to
+  // MPI_Abort, or an error every rank raised) leave it to MPI_Finalize/MPI_Abort.
+  if (std::uncaught_exceptions() > 0) return;
+  if (win_ != MPI_WIN_NULL) {
+    MPI_Win_unlock_all(win_);
+    MPI_Win_free(&win_);
+  }
+  if (leaders_ != MPI_COMM_NULL) MPI_Comm_free(&leaders_);
+  if (node_ != MPI_COMM_NULL) MPI_Comm_free(&node_);
+}
+
+void NodeShared::barrier() const {
+  MPI_Win_sync(win_);
+  MPI_Barrier(node_);
+  MPI_Win_sync(win_);
+}
+
+uint32_t NodeShared::reduce(
+    const std::function<uint32_t(size_t, size_t, const float*)>& update) {
+  barrier();  // 1. all slots written
+  // 2. my segment of the sum, slots added in a fixed order
+  const size_t a = seg_a_, b = seg_b_;
+  if (b > a) {
+    std::copy(slots_ + a, slots_ + b, sum_ + a);
+    for (int k = 1; k < local_size_; ++k) {
+      const float* s = slots_ + static_cast<size_t>(k) * stride_;
+      for (size_t i = a; i < b; ++i) sum_[i] += s[i];
+    }
+  }
+  if (nodes_ > 1) {  // 3. one MPI_Allreduce of the fused buffer across the nodes
+    barrier();
+    if (leaders_ != MPI_COMM_NULL)
+      MPI_Allreduce(MPI_IN_PLACE, sum_, static_cast<int>(n_), MPI_FLOAT, MPI_SUM, leaders_);
+    barrier();
+  }
+  // 4. my segment of the update (parameters only, not the counters)
+  const size_t ua = std::min(a, n_params_), ub = std::min(b, n_params_);
+  flags_[local_rank_] = ub > ua ? update(ua, ub, sum_) : 0u;
+  barrier();  // 5. new theta and all sums visible
+  uint32_t any = 0;
+  for (int k = 0; k < local_size_; ++k) any |= flags_[k];
+  return any;
+}
+
+}  // namespace rbm
