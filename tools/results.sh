@@ -22,8 +22,8 @@ data="$out/data.h5"
 B="$RBM_BUILD"
 common=(--hidden 500 --epochs "$epochs" --batch-size 100 --binarize stochastic --progress never)
 table="$out/results.md"
-echo "| model | epochs | ranks | train wall (s) | test log-lik (AIS, nats) | log Z ± 3 s.e. | pseudo-log-lik | recon MSE/pixel | probe acc (RBM / pixels) |" >"$table"
-echo "|---|---|---|---|---|---|---|---|---|" >>"$table"
+echo "| model | epochs | ranks | train wall (s) | test log-lik (AIS, nats) | log Z ± 3 s.e. | AIS ESS (of $runs) | pseudo-log-lik | recon MSE/pixel | probe acc (RBM / pixels) |" >"$table"
+echo "|---|---|---|---|---|---|---|---|---|---|" >>"$table"
 for cfg in "cd1:--cd-k 1" "cd10:--cd-k 10" "pcd:--pcd --chains 100 --lr 0.01"; do
   name=${cfg%%:*}
   read -r -a opts <<<"${cfg#*:}"
@@ -38,8 +38,8 @@ for cfg in "cd1:--cd-k 1" "cd10:--cd-k 10" "pcd:--pcd --chains 100 --lr 0.01"; d
   "$B/rbm_eval" filters "$out/$name.h5" --data "$data" --out "$out/$name-filters.png" >/dev/null
   "$B/rbm_eval" samples "$out/$name.h5" --data "$data" --out "$out/$name-samples.png" >/dev/null
   j() { grep -o "\"$2\": *[-0-9.e+]*" "$out/$name-$1.json" | head -n1 | sed 's/.*: *//'; }
-  printf '| %s | %s | %s | %s | %.2f | %.2f ± %.2f | %.2f | %.4f | %.4f / %.4f |\n' "$name" "$epochs" "$np" "$wall" \
-    "$(j loglik mean_loglik)" "$(j loglik log_z)" "$(awk "BEGIN{print 3*$(j loglik log_z_stderr)}")" \
+  printf '| %s | %s | %s | %s | %.2f | %.2f ± %.2f | %.1f | %.2f | %.4f | %.4f / %.4f |\n' "$name" "$epochs" "$np" "$wall" \
+    "$(j loglik mean_loglik)" "$(j loglik log_z)" "$(awk "BEGIN{print 3*$(j loglik log_z_stderr)}")" "$(j loglik ess)" \
     "$(j pseudo pseudo_loglik)" "$(j pseudo recon_mse)" "$(j probe features_test_accuracy)" \
     "$(j probe raw_test_accuracy)" >>"$table"
 done
