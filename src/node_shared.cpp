@@ -1,6 +1,13 @@
 #include "rbm/node_shared.hpp"
 
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <climits>
 #include <exception>
 
 #include "rbm/errors.hpp"
@@ -9,7 +16,21 @@ namespace rbm {
 
 namespace {
 size_t round16(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte multiples
+
+// Process-shared futex calls (no FUTEX_PRIVATE_FLAG: the word is in shared memory).
+void futex_wait(std::atomic<uint32_t>* word, uint32_t expected) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected, nullptr, nullptr, 0);
+}
+void futex_wake_all(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
 }  // namespace
+
+struct NodeShared::SyncWord {
+  alignas(64) std::atomic<uint32_t> arrived;
+  alignas(64) std::atomic<uint32_t> generation;
+};
+static_assert(std::atomic<uint32_t>::is_always_lock_free, "futex barrier needs lock-free atomics");
 
 NodeShared::NodeShared(size_t n_params, size_t n_extra)
     : n_params_(n_params), n_(n_params + n_extra) {
@@ -22,11 +43,13 @@ NodeShared::NodeShared(size_t n_params, size_t n_extra)
   if (leaders_ != MPI_COMM_NULL) MPI_Comm_size(leaders_, &nodes_);
   MPI_Bcast(&nodes_, 1, MPI_INT, 0, node_);
 
-  // Layout (floats): theta | inc | sum | L slots | L flags, each block 64-byte aligned.
+  // Layout (floats): theta | inc | sum | L slots | L flags | barrier word, each block
+  // 64-byte aligned.
   stride_ = round16(n_);
   const size_t np = round16(n_params_);
-  const size_t total = 2 * np + stride_ + static_cast<size_t>(local_size_) * stride_ +
-                       round16(static_cast<size_t>(local_size_));
+  const size_t nflags = round16(static_cast<size_t>(local_size_));
+  const size_t total = 2 * np + stride_ + static_cast<size_t>(local_size_) * stride_ + nflags +
+                       sizeof(SyncWord) / sizeof(float);
   float* base = nullptr;
   MPI_Aint bytes = local_rank_ == 0 ? static_cast<MPI_Aint>(total * sizeof(float)) : 0;
   if (MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, node_, &base, &win_) !=
@@ -41,9 +64,20 @@ NodeShared::NodeShared(size_t n_params, size_t n_extra)
   slots_ = sum_ + stride_;
   slot_ = slots_ + static_cast<size_t>(local_rank_) * stride_;
   flags_ = reinterpret_cast<uint32_t*>(slots_ + static_cast<size_t>(local_size_) * stride_);
+  sync_ = reinterpret_cast<SyncWord*>(slots_ + static_cast<size_t>(local_size_) * stride_ + nflags);
   MPI_Win_lock_all(MPI_MODE_NOCHECK, win_);
-  if (local_rank_ == 0) std::fill(base, base + total, 0.0f);
-  barrier();
+  if (local_rank_ == 0) {
+    std::fill(base, base + total - sizeof(SyncWord) / sizeof(float), 0.0f);
+    new (sync_) SyncWord{};
+  }
+  // Ranks that each have a core may poll briefly before sleeping; oversubscribed
+  // ranks (more local ranks than CPUs this process may run on) sleep at once.
+  cpu_set_t cpus;
+  int ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+  spin_ = local_size_ <= ncpu ? 20000 : 0;
+  MPI_Win_sync(win_);
+  MPI_Barrier(node_);
+  MPI_Win_sync(win_);
   // This rank's segment of the buffer: equal parts, boundaries on 16 floats.
   const size_t per = round16((n_ + static_cast<size_t>(local_size_) - 1) /
                              static_cast<size_t>(local_size_));
@@ -64,9 +98,21 @@ NodeShared::~NodeShared() {
 }
 
 void NodeShared::barrier() const {
-  MPI_Win_sync(win_);
-  MPI_Barrier(node_);
-  MPI_Win_sync(win_);
+  if (local_size_ == 1) return;
+  // Sense by generation: the last to arrive resets the count, bumps the generation
+  // (release: publishes every write made before the barrier) and wakes the sleepers.
+  const uint32_t gen = sync_->generation.load(std::memory_order_acquire);
+  if (sync_->arrived.fetch_add(1, std::memory_order_acq_rel) ==
+      static_cast<uint32_t>(local_size_ - 1)) {
+    sync_->arrived.store(0, std::memory_order_relaxed);
+    sync_->generation.fetch_add(1, std::memory_order_release);
+    futex_wake_all(&sync_->generation);
+    return;
+  }
+  for (int i = 0; i < spin_; ++i)
+    if (sync_->generation.load(std::memory_order_acquire) != gen) return;
+  while (sync_->generation.load(std::memory_order_acquire) == gen)
+    futex_wait(&sync_->generation, gen);
 }
 
 uint32_t NodeShared::reduce(

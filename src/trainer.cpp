@@ -357,21 +357,25 @@ bool Trainer::step(uint64_t t) {
                                                                    : cfg_.momentum);
   const float lr = static_cast<float>(cfg_.lr / (1.0 + cfg_.lr_decay * static_cast<double>(epoch)));
   const float wd = static_cast<float>(cfg_.weight_decay);
-  float* th = theta_.data();
-  float* inc = inc_;
-  auto update = [&](size_t a, size_t b, const float* g) {
+  float* const theta = theta_.data();
+  float* const momentum = inc_;
+  auto update = [=](size_t a, size_t b, const float* sum) {
+    float* __restrict th = theta;
+    float* __restrict inc = momentum;
+    const float* __restrict g = sum;
     uint32_t nonfinite = 0;
     auto exponent_all_ones = [](float x) {
       uint32_t bits;
       std::memcpy(&bits, &x, sizeof bits);
       return static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
     };
-    for (size_t i = a; i < std::min(b, nw); ++i) {
+    const size_t wb = std::min(b, nw), ba = std::max(a, nw);
+    for (size_t i = a; i < wb; ++i) {
       inc[i] = mu * inc[i] + lr * (g[i] - wd * th[i]);
       th[i] += inc[i];
       nonfinite |= exponent_all_ones(th[i]);
     }
-    for (size_t i = std::max(a, nw); i < b; ++i) {
+    for (size_t i = ba; i < b; ++i) {
       inc[i] = mu * inc[i] + lr * g[i];
       th[i] += inc[i];
       nonfinite |= exponent_all_ones(th[i]);

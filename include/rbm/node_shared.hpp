@@ -49,7 +49,12 @@ class NodeShared {
   uint32_t reduce(const std::function<uint32_t(size_t a, size_t b, const float* g)>& update);
 
   bool leader() const { return local_rank_ == 0; }  ///< writes shared state at set-up
-  void barrier() const;                             ///< node barrier with memory sync
+  /// Node barrier in the shared memory: the last rank to arrive wakes the others,
+  /// which SLEEP in the kernel (futex) meanwhile instead of polling. Polling waiters
+  /// (MPI_Barrier, even with mpi_yield_when_idle) steal time slices from the ranks
+  /// still computing whenever ranks outnumber cores; they only spin briefly first
+  /// when every rank has a core of its own.
+  void barrier() const;
   int local_size() const { return local_size_; }
   int nodes() const { return nodes_; }
 
@@ -61,6 +66,9 @@ class NodeShared {
   float *theta_ = nullptr, *inc_ = nullptr, *slots_ = nullptr, *slot_ = nullptr,
         *sum_ = nullptr;
   uint32_t* flags_ = nullptr;
+  struct SyncWord;              // barrier counter + generation, in the shared window
+  SyncWord* sync_ = nullptr;
+  int spin_ = 0;                // polls before sleeping: 0 when oversubscribed
   size_t stride_ = 0;  // floats between slots (n rounded up to 16)
   size_t seg_a_ = 0, seg_b_ = 0;
 };
