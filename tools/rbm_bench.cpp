@@ -13,6 +13,8 @@
 //   is O(V*H/B + (V+H)) per sample and not counted. bound = R / (10 V H) samples/s,
 //   where R is the GEMM rate MEASURED here for exactly these shapes (same OpenBLAS
 //   kernel, same thread count). ratio = measured training rate / bound.
+// reduce column: share of the time spent in the step's fused reduction, update and
+// node barriers (waiting for the slowest rank included).
 // Correctness column: the step's GEMM statistics against the loop reference
 // (cd_gradient_naive) on a real batch, max |difference| <= 1e-5 (see test_rbm.cpp).
 #include <mpi.h>
@@ -110,7 +112,7 @@ int main(int argc, char** argv) {
                   "time = slowest rank\n", data.c_str(), info.rows, info.dim);
       std::printf("# bound = GEMM rate / (10 V H) flops per sample, see tools/rbm_bench.cpp\n");
       std::printf("#%6s %6s %10s %12s %12s %7s %10s  %s\n", "H", "B", "gemm_rate", "bound",
-                  "measured", "ratio", "allreduce", "check");
+                  "measured", "ratio", "reduce", "check");
       std::printf("#%6s %6s %10s %12s %12s %7s %10s  %s\n", "", "", "(GFLOP/s)", "(samples/s)",
                   "(samples/s)", "(%)", "(%time)", "");
       std::fflush(stdout);
