@@ -32,11 +32,19 @@ struct NodeShared::SyncWord {
 };
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "futex barrier needs lock-free atomics");
 
-NodeShared::NodeShared(size_t n_params, size_t n_extra)
+NodeShared::NodeShared(size_t n_params, size_t n_extra, int group_size)
     : n_params_(n_params), n_(n_params + n_extra) {
   int world_rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node_);
+  if (group_size > 0) {  // blocks of group_size consecutive ranks of this host
+    int host_rank = 0;
+    MPI_Comm_rank(node_, &host_rank);
+    MPI_Comm group;
+    MPI_Comm_split(node_, host_rank / group_size, world_rank, &group);
+    MPI_Comm_free(&node_);
+    node_ = group;
+  }
   MPI_Comm_rank(node_, &local_rank_);
   MPI_Comm_size(node_, &local_size_);
   MPI_Comm_split(MPI_COMM_WORLD, local_rank_ == 0 ? 0 : MPI_UNDEFINED, world_rank, &leaders_);

@@ -70,6 +70,9 @@ po::options_description train_options(TrainConfig& c) {
        "append one JSON line per epoch to FILE")
       ("check-consistency", po::value(&c.check_consistency)->default_value(100)->value_name("N"),
        "compare a checksum of the parameters across ranks every N steps (0 = never)")
+      ("node-size", po::value(&c.node_size)->default_value(0)->value_name("N"),
+       "ranks sharing one copy of the model: 0 = all ranks of a host; N = blocks of N "
+       "(1 = every rank its own copy, reduced with MPI_Allreduce)")
       ("monitor-size", po::value(&c.monitor_size)->default_value(1000)->value_name("M"),
        "images of train and monitor data used for the free-energy monitor")
       ("progress", po::value(&c.progress)->default_value("auto")->value_name("WHEN"),
@@ -102,6 +105,7 @@ void validate(const TrainConfig& c) {
   if (c.checkpoint.empty()) throw UsageError("--checkpoint: a file name is required");
   if (c.checkpoint_every < 1) throw UsageError("--checkpoint-every 0: must be at least 1");
   if (!c.pcd && c.chains != 0) throw UsageError("--chains is only used with --pcd");
+  if (c.node_size < 0) throw UsageError(fmt("--node-size ", c.node_size, ": must be >= 0"));
 }
 
 // ---------------------------------------------------------------------------
@@ -190,7 +194,7 @@ void Trainer::setup() {
   }
   cfg_.monitor_path = mpath;
 
-  shared_ = std::make_unique<NodeShared>(Params::count(V_, H_), kCounters);
+  shared_ = std::make_unique<NodeShared>(Params::count(V_, H_), kCounters, cfg_.node_size);
   theta_ = Params(shared_->theta(), V_, H_);
   grad_ = Params(shared_->slot(), V_, H_);
   inc_ = shared_->inc();

@@ -33,7 +33,10 @@ namespace rbm {
 class NodeShared {
  public:
   /// Collective over MPI_COMM_WORLD. n_params parameters, n_extra counters.
-  NodeShared(size_t n_params, size_t n_extra);
+  /// group_size 0: all ranks of a host share one copy; N: blocks of N consecutive
+  /// ranks of a host do (N = 1 gives every rank its own copy and exercises the
+  /// across-nodes MPI_Allreduce on one host).
+  NodeShared(size_t n_params, size_t n_extra, int group_size = 0);
   ~NodeShared();
   NodeShared(const NodeShared&) = delete;
   NodeShared& operator=(const NodeShared&) = delete;

@@ -37,6 +37,7 @@ struct TrainConfig {
   std::string binarize = "none", shuffle = "epoch", progress = "auto";
   uint64_t seed = 1;
   size_t checkpoint_every = 1, check_consistency = 100;
+  int node_size = 0;
 };
 
 /// The one declaration of rbm_dist's options (feeds --help, --config, the README

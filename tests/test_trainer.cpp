@@ -1,0 +1,458 @@
+// rbm_dist end to end, under real mpirun: rank-count invariance, exact resume after
+// SIGKILL and after the stop signal, atomic checkpoints, the error policy (one line
+// from rank 0, exit 2; a failure on one rank ends the job), the consistency check,
+// divergence, --help/--config, and a loss that falls on real data.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <thread>
+
+#include "rbm/checkpoint.hpp"
+#include "rbm/dataset.hpp"
+#include "rbm/errors.hpp"
+#include "rbm/h5.hpp"
+#include "rbm/rbm.hpp"
+#include "test_util.hpp"
+
+using namespace rbm;
+using namespace rbm::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+// "Bars" images (side x side): each image has random horizontal or vertical bars,
+// drawn at intensity 230 on 10, with 5% of the pixels flipped: learnable structure.
+void write_bars(const std::string& path, size_t n, size_t n_test, size_t side = 8) {
+  const size_t d = side * side;
+  auto make = [&](size_t rows, unsigned seed, std::vector<uint8_t>& px, std::vector<uint8_t>& lab) {
+    std::mt19937 gen(seed);
+    std::uniform_real_distribution<double> u(0, 1);
+    px.assign(rows * d, 10);
+    lab.resize(rows);
+    for (size_t i = 0; i < rows; ++i) {
+      const bool vertical = u(gen) < 0.5;
+      lab[i] = vertical;
+      for (size_t b = 0; b < side; ++b) {
+        if (u(gen) >= 0.3) continue;
+        for (size_t k = 0; k < side; ++k)
+          px[i * d + (vertical ? k * side + b : b * side + k)] = 230;
+      }
+      for (size_t p = 0; p < d; ++p)
+        if (u(gen) < 0.05) px[i * d + p] = px[i * d + p] > 128 ? 10 : 230;
+    }
+  };
+  h5::Id f = h5::create_file(path);
+  std::vector<uint8_t> px, lab;
+  make(n, 1, px, lab);
+  h5::write_array(f, schema::train_images, px.data(), {n, d}, {256, 4});
+  h5::write_array(f, schema::train_labels, lab.data(), {n});
+  if (n_test) {
+    make(n_test, 2, px, lab);
+    h5::write_array(f, schema::test_images, px.data(), {n_test, d}, {256, 4});
+    h5::write_array(f, schema::test_labels, lab.data(), {n_test});
+  }
+}
+
+// rbm_dist under `mpirun -np np` (np = 0: the binary alone).
+std::string rbm_dist(int np, const std::string& args) {
+  return (np ? mpirun(np) : std::string()) + bin("rbm_dist") + " --progress never " + args;
+}
+
+std::vector<float> params_of(const std::string& path) { return read_model(path).data; }
+
+int count_lines_starting(const std::string& text, const std::string& prefix) {
+  int n = 0;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) n += line.rfind(prefix, 0) == 0;
+  return n;
+}
+
+// A command in the background, in its own process group (so that a kill reaches
+// mpirun and every rank).
+struct Background {
+  pid_t pid = -1;
+  explicit Background(const std::string& cmd) {
+    pid = fork();
+    if (pid == 0) {
+      setpgid(0, 0);
+      int null = open("/dev/null", O_RDWR);
+      dup2(null, 0);
+      dup2(null, 1);
+      dup2(null, 2);
+      execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    setpgid(pid, pid);
+  }
+  void signal_group(int sig) const { kill(-pid, sig); }
+  void signal_leader(int sig) const { kill(pid, sig); }
+  // Exit status, or -1 if it did not end within `seconds` (then it is killed).
+  int wait(double seconds) {
+    auto t0 = std::chrono::steady_clock::now();
+    int status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > seconds) {
+        kill(-pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+};
+
+bool wait_for_file(const std::string& path, double seconds) {
+  auto t0 = std::chrono::steady_clock::now();
+  while (!fs::exists(path)) {
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > seconds)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// 1. The distributed gradient is the serial gradient.
+// ---------------------------------------------------------------------------
+class RankInvariance : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(RankInvariance, OneTwoFourEightRanksGiveTheSameWeights) {
+  TempDir tmp;
+  const std::string data = tmp / "bars.h5";
+  write_bars(data, 480, 0);
+  // 480 images, global batch 48: 10 steps per epoch, 2 epochs.
+  const std::string common = " --data " + data + " --hidden 24 --epochs 2 --batch-size 48" +
+                             " --shuffle none --seed 5 " + GetParam();
+  auto run_np = [&](int np, const std::string& extra) {
+    const std::string out = tmp / ("np" + std::to_string(np) + (extra.empty() ? "" : "-private") + ".h5");
+    RunResult r = run(rbm_dist(np, common + extra + " --checkpoint " + out), 120);
+    EXPECT_EQ(r.code, 0) << r.out << r.err;
+    return params_of(out);
+  };
+  const std::vector<float> ref = run_np(1, "");
+  // Tolerance. Each gradient entry is a sum of at most Bg = 48 terms in [-1, 1],
+  // divided by 48; summing per-rank partial sums in a different order changes it by
+  // at most ~48 * 2^-24 / 48 ~ 6e-8 per step. The update multiplies by lr = 0.1 and
+  // momentum 0.5 at most doubles it; after T = 20 steps the parameters differ by
+  // about 20 * 0.1 * 2 * 6e-8 ~ 2.4e-7, plus what the sigmoids propagate (|W| < 1:
+  // a factor of a few). 1e-5 leaves a 10x margin. A Bernoulli draw flips only if
+  // u falls within ~1e-7 of p: ~40,000 draws x 1e-7 ~ 0.004 expected flips, and a
+  // flip would show as an error of ~lr/Bg = 2e-3, far above the tolerance.
+  for (int np : {2, 4, 8}) {
+    for (const std::string& extra : {std::string(""), std::string(" --node-size 1")}) {
+      if (np == 8 && !extra.empty()) continue;  // 8 x private copies: slow, same path as 4
+      std::vector<float> got = run_np(np, extra);
+      ASSERT_EQ(got.size(), ref.size());
+      double maxdiff = 0;
+      for (size_t k = 0; k < ref.size(); ++k)
+        maxdiff = std::max(maxdiff, static_cast<double>(std::abs(got[k] - ref[k])));
+      EXPECT_LE(maxdiff, 1e-5) << np << " ranks" << extra;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, RankInvariance,
+                         ::testing::Values("--cd-k 1", "--pcd --chains 16",
+                                           "--cd-k 3 --binarize stochastic"),
+                         [](const ::testing::TestParamInfo<std::string>& p) {
+                           return std::string(p.index == 0   ? "Cd1"
+                                              : p.index == 1 ? "Pcd"
+                                                             : "Cd3Stochastic");
+                         });
+
+// ---------------------------------------------------------------------------
+// 2. Exact resume: killed runs continue to bitwise the same weights.
+// ---------------------------------------------------------------------------
+namespace {
+struct ResumeCase {
+  std::string data, args;
+  int np;
+};
+std::string full_run(const TempDir& tmp, const ResumeCase& c) {
+  const std::string out = tmp / "full.h5";
+  RunResult r = run(rbm_dist(c.np, "--data " + c.data + c.args + " --checkpoint " + out), 200);
+  EXPECT_EQ(r.code, 0) << r.err;
+  return out;
+}
+}  // namespace
+
+TEST(Resume, AfterSigkillBitwiseEqual) {
+  TempDir tmp;
+  const std::string data = tmp / "bars.h5";
+  write_bars(data, 3000, 0);
+  for (const std::string mode : {" --cd-k 2", " --pcd --chains 30"}) {
+    ResumeCase c{data, " --hidden 32 --epochs 60 --batch-size 20 --seed 3" + mode, 2};
+    const std::vector<float> ref = params_of(full_run(tmp, c));
+    const std::string ck = tmp / "killed.h5";
+    fs::remove(ck);
+    Background job(rbm_dist(c.np, "--data " + data + c.args + " --checkpoint " + ck));
+    ASSERT_TRUE(wait_for_file(ck, 60)) << "no checkpoint appeared";
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    job.signal_group(SIGKILL);  // a crash: no chance to write anything more
+    job.wait(10);
+    TrainState st = read_train_state(ck, 64, 32);
+    ASSERT_LT(st.step, 60u * 150u) << "the run finished before it was killed: make it longer";
+    RunResult r = run(rbm_dist(c.np, "--data " + data + " --resume " + ck), 200);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(params_of(ck), ref) << "resumed from step " << st.step << mode;
+  }
+}
+
+TEST(Resume, StopSignalCheckpointsExits75AndResumesBitwise) {
+  TempDir tmp;
+  const std::string data = tmp / "bars.h5";
+  write_bars(data, 3000, 0);
+  for (int sig : {SIGUSR1, SIGTERM}) {
+    ResumeCase c{data, " --hidden 32 --epochs 60 --batch-size 20 --seed 4 --pcd --chains 20", 2};
+    const std::vector<float> ref = params_of(full_run(tmp, c));
+    const std::string ck = tmp / "stopped.h5";
+    fs::remove(ck);
+    // The ranks themselves get the signal, as Slurm delivers it to a job step
+    // (mpirun forwards SIGUSR1 too; see the Slurm tests).
+    Background job(rbm_dist(c.np, "--data " + data + c.args + " --checkpoint " + ck));
+    ASSERT_TRUE(wait_for_file(ck, 60));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    RunResult pids = run("pgrep -f '^" + bin("rbm_dist") + " .*stopped.h5'", 10);
+    std::istringstream in(pids.out);
+    int n = 0;
+    for (std::string p; in >> p; ++n) kill(std::stoi(p), sig);
+    ASSERT_EQ(n, c.np) << "expected " << c.np << " rank processes";
+    const auto t0 = std::chrono::steady_clock::now();
+    const int code = job.wait(30);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(code, exit_code::preempted) << "signal " << sig;
+    EXPECT_LT(secs, 10.0) << "the ranks took too long to agree and stop";
+    TrainState st = read_train_state(ck, 64, 32);
+    EXPECT_NE(st.step % st.steps_per_epoch, 0u) << "expected a mid-epoch checkpoint";
+    RunResult r = run(rbm_dist(c.np, "--data " + data + " --resume " + ck), 200);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(params_of(ck), ref) << "resumed from step " << st.step;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 3. Atomic checkpoints: a kill at any moment leaves no or a complete checkpoint.
+// ---------------------------------------------------------------------------
+TEST(Checkpoint, KilledAtRandomMomentsNeverHalfWritten) {
+  TempDir tmp;
+  const std::string data = tmp / "big.h5";
+  write_bars(data, 400, 0, 28);  // 784 pixels: each checkpoint is ~3 MB
+  const std::string ck = tmp / "model.h5";
+  std::mt19937 gen(7);
+  std::uniform_int_distribution<int> delay_ms(30, 400);
+  int seen_complete = 0;
+  for (int round = 0; round < 15; ++round) {
+    Background job(rbm_dist(0, "--data " + data + " --hidden 400 --batch-size 40 --epochs 100000"
+                                  " --checkpoint-every 1 --checkpoint " + ck));
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(gen)));
+    job.signal_group(SIGKILL);
+    job.wait(10);
+    if (!fs::exists(ck)) continue;
+    ParamBuffer m = read_model(ck);  // throws on a truncated or corrupt file
+    EXPECT_EQ(m.V(), 784u);
+    EXPECT_EQ(m.H(), 400u);
+    TrainState st = read_train_state(ck, 784, 400);
+    EXPECT_EQ(st.step % 10, 0u) << "epoch checkpoints only";
+    ++seen_complete;
+  }
+  EXPECT_GT(seen_complete, 5) << "too few kills happened after the first checkpoint";
+}
+
+// ---------------------------------------------------------------------------
+// 4. Errors: one line from rank 0, exit 2; a failure on one rank ends the job.
+// ---------------------------------------------------------------------------
+TEST(Errors, BadFlagsOneLineFromRankZeroExit2) {
+  TempDir tmp;
+  const std::string data = tmp / "bars.h5";
+  write_bars(data, 100, 20);
+  const std::string flat = tmp / "flat.h5";
+  {
+    std::vector<uint8_t> v(640, 1);
+    h5::Id f = h5::create_file(flat);
+    h5::write_array(f, "/train/images", v.data(), {640});
+    h5::write_array(f, "/cube/images", v.data(), {10, 8, 8});
+  }
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--data " + data + " --bogus 1", "bogus"},
+      {"--data " + data + " --hidden 0", "--hidden 0"},
+      {"--data " + data + " --lr -1", "--lr -1"},
+      {"--data " + data + " --batch-size 1000", "--batch-size 1000"},
+      {"--data " + data + " --train-path /nope", "/nope"},
+      {"--data " + flat, "/train/images"},
+      {"--data " + flat + " --train-path /cube/images", "/cube/images"},
+      {"--data " + tmp / "missing.h5", "missing.h5"},
+      {"--data " + data + " --binarize bogus", "--binarize bogus"},
+      {"--hidden 10", "--data"},
+  };
+  for (const auto& [args, needle] : cases) {
+    RunResult r = run(rbm_dist(4, args + " --checkpoint " + tmp / "m.h5"), 60);
+    EXPECT_EQ(r.code, exit_code::usage) << args << "\n" << r.err;
+    EXPECT_EQ(count_lines_starting(r.err, "rbm_dist:"), 1) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << args << "\n" << r.err;
+    EXPECT_FALSE(fs::exists(tmp / "m.h5"));
+  }
+}
+
+TEST(Errors, FailureOnOneRankEndsTheJobWithItsMessage) {
+  TempDir tmp;
+  const std::string good = tmp / "good.h5", bad = tmp / "bad.h5";
+  write_bars(good, 4000, 0);
+  fs::copy_file(good, bad);
+  // Corrupt the compressed chunk bytes in the middle of the file: the metadata stay
+  // readable, only reading the pixels fails — and only the rank that reads bad.h5.
+  {
+    std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(0, std::ios::end);
+    const auto size = static_cast<long>(f.tellg());
+    for (long off = size / 4; off < size * 3 / 4; off += 97) {
+      f.seekp(off);
+      f.put(static_cast<char>(0xA5));
+    }
+  }
+  const std::string args = " --progress never --hidden 16 --epochs 2 --checkpoint " + tmp / "m.h5";
+  RunResult r = run(mpirun(3) + bin("rbm_dist") + " --data " + good + args + " : -np 1 " +
+                        bin("rbm_dist") + " --data " + bad + args,
+                    60);
+  EXPECT_FALSE(r.timed_out) << "the job hung";
+  EXPECT_NE(r.code, 0);
+  EXPECT_LT(r.seconds, 20.0) << "the job must end within seconds";
+  EXPECT_NE(r.err.find("rbm_dist: rank 3: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("bad.h5"), std::string::npos) << r.err;
+  EXPECT_EQ(count_lines_starting(r.err, "rbm_dist:"), 1) << r.err;
+}
+
+TEST(Errors, RanksThatDisagreeAreDetected) {
+  // Two ranks with private copies (--node-size 1) and different weight decay: the
+  // parameters drift apart and the checksum comparison must stop the run.
+  TempDir tmp;
+  const std::string data = tmp / "bars.h5";
+  write_bars(data, 480, 0);
+  const std::string common = " --progress never --data " + data +
+                             " --hidden 16 --epochs 5 --node-size 1 --check-consistency 5"
+                             " --checkpoint " + tmp / "m.h5";
+  RunResult r = run(mpirun(1) + bin("rbm_dist") + common + " --weight-decay 0 : -np 1 " +
+                        bin("rbm_dist") + common + " --weight-decay 0.01",
+                    60);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.code, exit_code::runtime) << r.err;
+  EXPECT_NE(r.err.find("parameters differ"), std::string::npos) << r.err;
+}
+
+TEST(Errors, DivergenceStopsAndKeepsTheLastGoodCheckpoint) {
+  TempDir tmp;
+  const std::string data = tmp / "bars.h5";
+  write_bars(data, 480, 0);
+  const std::string ck = tmp / "m.h5";
+  RunResult ok = run(rbm_dist(2, "--data " + data + " --hidden 16 --epochs 1 --checkpoint " + ck));
+  ASSERT_EQ(ok.code, 0) << ok.err;
+  const std::string before = read_file(ck);
+  RunResult r = run(rbm_dist(2, "--data " + data + " --resume " + ck + " --epochs 5 --lr 1e12"));
+  EXPECT_EQ(r.code, exit_code::diverged) << r.out << r.err;
+  EXPECT_EQ(count_lines_starting(r.err, "rbm_dist:"), 1) << r.err;
+  EXPECT_TRUE(std::regex_search(r.err, std::regex("step [0-9]+ .*learning rate 1e\\+12")))
+      << r.err;
+  EXPECT_EQ(read_file(ck), before) << "the last good checkpoint must be kept as it was";
+}
+
+// ---------------------------------------------------------------------------
+// 5. Options: --help with defaults, --config, and resume's stored configuration.
+// ---------------------------------------------------------------------------
+TEST(Options, HelpConfigAndResumeDefaults) {
+  RunResult h = run(bin("rbm_dist") + " --help");
+  ASSERT_EQ(h.code, 0);
+  for (const char* opt : {"--data", "--hidden", "--epochs", "--batch-size", "--cd-k", "--pcd",
+                          "--chains", "--lr", "--momentum", "--weight-decay", "--binarize",
+                          "--shuffle", "--seed", "--checkpoint", "--checkpoint-every",
+                          "--resume", "--metrics", "--check-consistency", "--config"})
+    EXPECT_NE(h.out.find(opt), std::string::npos) << opt;
+  EXPECT_NE(h.out.find("--hidden H (=500)"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("--lr RATE (=0.1)"), std::string::npos);
+
+  TempDir tmp;
+  const std::string data = tmp / "bars.h5";
+  write_bars(data, 200, 0);
+  const std::string cfg = tmp / "run.cfg";
+  std::ofstream(cfg) << "hidden = 7\nepochs = 3\nseed = 9\n";
+  const std::string ck = tmp / "m.h5";
+  RunResult r = run(rbm_dist(0, "--config " + cfg + " --epochs 1 --data " + data +
+                                    " --checkpoint " + ck));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto row = [](const std::string& out, const std::string& name) {
+    std::smatch m;
+    std::regex re("\\| " + name + " +\\| (\\S+) +\\| ([a-z ]+)\\n");
+    return std::regex_search(out, m, re) ? m[1].str() + "/" + m[2].str() : std::string("?");
+  };
+  EXPECT_EQ(row(r.out, "hidden"), "7/config file");
+  EXPECT_EQ(row(r.out, "epochs"), "1/command line");
+  EXPECT_EQ(row(r.out, "seed"), "9/config file");
+  EXPECT_EQ(read_model(ck).H(), 7u);
+  // Resume with nothing but --epochs: everything else comes from the checkpoint.
+  RunResult res = run(rbm_dist(0, "--data " + data + " --resume " + ck + " --epochs 2"));
+  ASSERT_EQ(res.code, 0) << res.err;
+  EXPECT_EQ(row(res.out, "hidden"), "7/checkpoint");
+  EXPECT_EQ(read_train_state(ck, 64, 7).epoch, 2u);
+}
+
+// ---------------------------------------------------------------------------
+// 6. Learning on real data.
+// ---------------------------------------------------------------------------
+TEST(Learning, ReconstructionFallsOverTheFirstEpochOnFashionMnist) {
+  const std::string dir = "/usr/share/datasets/fashion-mnist";
+  if (!fs::exists(dir + "/t10k-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << dir << " is missing (Debian package dataset-fashion-mnist): skipped";
+  TempDir tmp;
+  const std::string data = tmp / "fashion.h5", ck = tmp / "m.h5", metrics = tmp / "m.jsonl";
+  // The 10,000 t10k images as a training set keep the test quick.
+  RunResult c = run(bin("mnist2h5") + " --train-images " + dir + "/t10k-images-idx3-ubyte.gz" +
+                    " --train-labels " + dir + "/t10k-labels-idx1-ubyte.gz " + data);
+  ASSERT_EQ(c.code, 0) << c.err;
+  RunResult r = run(rbm_dist(0, "--data " + data + " --hidden 200 --batch-size 20 --epochs 1"
+                                    " --checkpoint " + ck + " --metrics " + metrics));
+  ASSERT_EQ(r.code, 0) << r.err;
+
+  // Reference: the model the trainer starts from, without its N(0, 0.01^2) noise:
+  // W = 0, b = logit(pixel means), c = 0, so p(v|h) = pixel means. Its error is the
+  // pixel variance around the mean; a model that learned anything must beat it.
+  Shard s = read_all(data, schema::train_images);
+  const size_t V = s.dim, n = 1000;
+  Matrix X(V, n);
+  std::vector<double> mean(V, 0.0);
+  for (size_t l = 0; l < s.rows(); ++l)
+    for (size_t i = 0; i < V; ++i) mean[i] += s.row(l)[i] / 255.0 / s.rows();
+  for (size_t k = 0; k < n; ++k)
+    for (size_t i = 0; i < V; ++i) X(i, k) = s.row(k)[i] / 255.0f;
+  double ref = 0;
+  for (size_t k = 0; k < n; ++k)
+    for (size_t i = 0; i < V; ++i) ref += std::pow(X(i, k) - mean[i], 2) / (n * V);
+  ParamBuffer m = read_model(ck);
+  Matrix Hp(m.H(), n), Vp(V, n);
+  hidden_probs(m.view, X, Hp);
+  visible_probs(m.view, Hp, Vp);
+  const double trained = (X - Vp).squaredNorm() / (n * V);
+  EXPECT_LT(trained, 0.5 * ref) << "trained " << trained << " vs start " << ref;
+
+  std::string line;
+  std::ifstream in(metrics);
+  ASSERT_TRUE(std::getline(in, line));
+  for (const char* key : {"epoch", "step", "recon_error", "free_energy_train", "free_energy_valid",
+                          "samples_per_s", "seconds"}) {
+    std::smatch mm;
+    std::regex re(std::string("\"") + key + "\": (-?[0-9.eE+-]+|null)");
+    ASSERT_TRUE(std::regex_search(line, mm, re)) << key << " missing in " << line;
+    if (std::string(key) != "free_energy_valid") {
+      EXPECT_NO_THROW((void)std::stod(mm[1].str())) << key;
+    }
+  }
+}
