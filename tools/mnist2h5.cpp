@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "rbm/blas_backend.hpp"
 #include "rbm/cli.hpp"
 #include "rbm/dataset.hpp"
 #include "rbm/errors.hpp"
@@ -175,6 +176,8 @@ int convert(int argc, char** argv) {
   positional.add("input-dir", 1).add("output", 1);
   rbm::cli::Parsed parsed = rbm::cli::parse(prog, opts, argc, argv, &positional);
   if (parsed.help) return rbm::exit_code::ok;
+  // Every program states its GEMM backend first (this one multiplies no matrices).
+  std::printf("mnist2h5 %s: GEMM %s (unused here)\n", RBM_VERSION, rbm::blas::describe().c_str());
   const po::variables_map& vm = parsed.vm;
   auto get = [&](const char* name) {
     return vm.count(name) ? vm[name].as<std::string>() : std::string();
@@ -281,5 +284,6 @@ int convert(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  rbm::blas::ensure_fast_kernel(argc, argv);
   return rbm::run_program("mnist2h5", [&] { return convert(argc, argv); });
 }
