@@ -36,14 +36,15 @@ rbm_install_packages() {
 
 rbm_build() {
   echo "setup: building in $RBM_BUILD"
-  cmake -S "$RBM_ROOT" -B "$RBM_BUILD" -DCMAKE_BUILD_TYPE=Release >"$RBM_BUILD.cmake.log" 2>&1 ||
-    { cat "$RBM_BUILD.cmake.log"; return 1; }
-  if ! cmake --build "$RBM_BUILD" -j"$(nproc)" >"$RBM_BUILD.build.log" 2>&1; then
-    grep -E -A5 "error|Error" "$RBM_BUILD.build.log" | head -60
-    echo "setup: build failed (full log: $RBM_BUILD.build.log)"
+  mkdir -p "$RBM_BUILD"
+  cmake -S "$RBM_ROOT" -B "$RBM_BUILD" -DCMAKE_BUILD_TYPE=Release >"$RBM_BUILD/setup-cmake.log" 2>&1 ||
+    { cat "$RBM_BUILD/setup-cmake.log"; return 1; }
+  if ! cmake --build "$RBM_BUILD" -j"$(nproc)" >"$RBM_BUILD/setup-build.log" 2>&1; then
+    grep -E -A5 "error|Error" "$RBM_BUILD/setup-build.log" | head -60
+    echo "setup: build failed (full log: $RBM_BUILD/setup-build.log)"
     return 1
   fi
-  grep -E "warning:" "$RBM_BUILD.build.log" || true
+  grep -E "warning:" "$RBM_BUILD/setup-build.log" || true
 }
 
 # Open MPI as root, and more ranks than cores: for our commands only, never global.
