@@ -109,7 +109,7 @@ void validate(const TrainConfig& c) {
 }
 
 // ---------------------------------------------------------------------------
-// Signals: SIGTERM / SIGUSR1 set a flag that is folded into the step's allreduce.
+// Signals: SIGTERM / SIGUSR1 set a flag that is folded into the step's reduction.
 // ---------------------------------------------------------------------------
 namespace {
 volatile std::sig_atomic_t g_stop_signal = 0;
@@ -117,7 +117,7 @@ extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 double now() { return MPI_Wtime(); }
 
-// Counters appended to the gradient buffer (summed by the same allreduce).
+// Counters appended to the gradient buffer (summed by the same reduction).
 enum Counter { kReconSq = 0, kSamples = 1, kStop = 2, kCounters = 3 };
 
 uint64_t fnv1a(const float* data, size_t n) {
@@ -473,7 +473,7 @@ void Trainer::save(uint64_t next_step, const std::string& why) {
 void Trainer::epoch_report(uint64_t epoch, uint64_t next_step, double train_seconds) {
   double fe_train = mean_free_energy(train_);
   double fe_valid = have_monitor_ ? mean_free_energy(monitor_) : NAN;
-  // Timings of the slowest rank: [training time, time inside the allreduce].
+  // Timings of the slowest rank: [training time, time in the step's reduction + update].
   double slow[2] = {train_seconds, comm_seconds_};
   MPI_Allreduce(MPI_IN_PLACE, slow, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   const double slowest = slow[0];
@@ -492,7 +492,7 @@ void Trainer::epoch_report(uint64_t epoch, uint64_t next_step, double train_seco
                                         fmt_fixed(fe_valid - fe_train, 0, 3, true) + ")"
                                   : std::string("- (no validation or test images)");
     std::printf("epoch %3llu/%zu | step %7llu | recon %.5f | F train %9.3f valid %s"
-                " | %8.0f samples/s | %6.1f s (allreduce %4.1f s) | ETA %s\n",
+                " | %8.0f samples/s | %6.1f s (reduce %4.1f s) | ETA %s\n",
                 static_cast<unsigned long long>(epoch + 1), cfg_.epochs,
                 static_cast<unsigned long long>(next_step), recon, fe_train, valid.c_str(), rate,
                 slowest, slow[1], seconds_text(eta).c_str());
@@ -504,7 +504,7 @@ void Trainer::epoch_report(uint64_t epoch, uint64_t next_step, double train_seco
         << ", \"recon_error\": " << num(recon) << ", \"free_energy_train\": " << num(fe_train)
         << ", \"free_energy_valid\": " << num(fe_valid) << ", \"samples_per_s\": " << num(rate)
         << ", \"seconds\": " << num(elapsed) << ", \"epoch_seconds\": " << num(slowest)
-        << ", \"allreduce_seconds\": " << num(slow[1])
+        << ", \"reduce_seconds\": " << num(slow[1])
         << ", \"ranks\": " << env_.size << "}\n";
       if (!m) throw Error("--metrics " + cfg_.metrics + ": cannot write");
     }

@@ -109,7 +109,7 @@ class Trainer {
   Monitor epoch_;
   double seconds_before_ = 0;  // training time of earlier runs (resume)
   double start_time_ = 0;
-  double comm_seconds_ = 0;    // time in the step's allreduce this epoch
+  double comm_seconds_ = 0;    // time in the step's reduction (+ update, barriers) this epoch
 };
 
 }  // namespace rbm
