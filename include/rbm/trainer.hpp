@@ -66,8 +66,8 @@ class Trainer {
   const Params& params() const { return theta_; }
   size_t steps_per_epoch() const { return steps_per_epoch_; }
   size_t train_rows() const { return train_.layout.n; }
-  /// Seconds spent in the step's allreduce since the last epoch report (or start).
-  double allreduce_seconds() const { return comm_seconds_; }
+  /// Seconds spent in the steps' reductions since the last epoch report (or start).
+  double reduce_seconds() const { return comm_seconds_; }
 
  private:
   struct Monitor {
