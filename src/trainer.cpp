@@ -399,6 +399,7 @@ bool Trainer::step(uint64_t t) {
 
   epoch_.recon_sq += g[np + kReconSq];
   epoch_.samples += g[np + kSamples];
+  epoch_.timed_samples += g[np + kSamples];
   if (cfg_.check_consistency && (t + 1) % cfg_.check_consistency == 0) check_consistency(t);
   return g[np + kStop] > 0;
 }
@@ -479,7 +480,7 @@ void Trainer::epoch_report(uint64_t epoch, uint64_t next_step, double train_seco
   const double slowest = slow[0];
   comm_seconds_ = 0;
   const double recon = epoch_.recon_sq / std::max(1.0, epoch_.samples) / static_cast<double>(V_);
-  const double rate = epoch_.samples / std::max(slowest, 1e-9);
+  const double rate = epoch_.timed_samples / std::max(slowest, 1e-9);
   const double elapsed = seconds_before_ + (now() - start_time_);
   const double per_epoch = (now() - start_time_) /
                            std::max(1.0, static_cast<double>(epoch + 1) -
@@ -531,7 +532,7 @@ int Trainer::run() {
   if (env_.root() && !cfg_.metrics.empty() && cfg_.resume.empty())
     std::ofstream(cfg_.metrics, std::ios::trunc);  // a fresh run starts a fresh file
   const bool live = env_.root() && live_progress();
-  double epoch_start = now(), train_seconds = 0, last_print = 0;
+  double train_seconds = 0, last_print = 0;
   for (uint64_t t = start_step_; t < total; ++t) {
     const double t0 = now();
     const bool stop = step(t);
@@ -543,20 +544,18 @@ int Trainer::run() {
                           static_cast<double>(steps_per_epoch_);
       std::printf("\r\033[Kepoch %llu/%zu %5.1f%% | %.0f samples/s",
                   static_cast<unsigned long long>(epoch + 1), cfg_.epochs, 100 * done,
-                  epoch_.samples / std::max(train_seconds, 1e-9));
+                  epoch_.timed_samples / std::max(train_seconds, 1e-9));
       std::fflush(stdout);
     }
     const bool epoch_end = (t + 1) % steps_per_epoch_ == 0;
     if (epoch_end) {
       epoch_report(epoch, t + 1, train_seconds);
       train_seconds = 0;
-      epoch_start = now();
       if ((epoch + 1) % cfg_.checkpoint_every == 0 || t + 1 == total)
         save(t + 1, fmt("epoch ", epoch + 1));
     }
-    if (stop) {
-      if (!epoch_end || ((epoch + 1) % cfg_.checkpoint_every != 0 && t + 1 != total))
-        save(t + 1, "stop signal");
+    if (stop && t + 1 < total) {  // (a signal during the last step: training is done anyway)
+      if (!epoch_end || (epoch + 1) % cfg_.checkpoint_every != 0) save(t + 1, "stop signal");
       if (env_.root())
         std::printf("stopped by a signal at step %llu; resume with --resume %s (exit code %d)\n",
                     static_cast<unsigned long long>(t + 1), cfg_.checkpoint.c_str(),
@@ -564,7 +563,6 @@ int Trainer::run() {
       return exit_code::preempted;
     }
   }
-  (void)epoch_start;
   if (start_step_ >= total && env_.root())
     std::printf("nothing to do: the checkpoint is already at epoch %zu of %zu\n",
                 static_cast<size_t>(start_step_ / steps_per_epoch_), cfg_.epochs);

@@ -71,7 +71,8 @@ class Trainer {
 
  private:
   struct Monitor {
-    double recon_sq = 0, samples = 0;
+    double recon_sq = 0, samples = 0;  // this epoch (restored from a mid-epoch checkpoint)
+    double timed_samples = 0;          // this epoch, processed by this run (samples/s)
   };
   void init_params();
   void resume_from(const std::string& path);
