@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <climits>
+#include <csignal>
 #include <exception>
 
 #include "rbm/errors.hpp"
@@ -18,8 +20,8 @@ namespace {
 size_t round16(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte multiples
 
 // Process-shared futex calls (no FUTEX_PRIVATE_FLAG: the word is in shared memory).
-void futex_wait(std::atomic<uint32_t>* word, uint32_t expected) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected, nullptr, nullptr, 0);
+void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, const timespec* timeout) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected, timeout, nullptr, 0);
 }
 void futex_wake_all(std::atomic<uint32_t>* word) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
@@ -29,6 +31,7 @@ void futex_wake_all(std::atomic<uint32_t>* word) {
 struct NodeShared::SyncWord {
   alignas(64) std::atomic<uint32_t> arrived;
   alignas(64) std::atomic<uint32_t> generation;
+  pid_t pid[kMaxLocalRanks];  // of every local rank: a waiter checks they are alive
 };
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "futex barrier needs lock-free atomics");
 
@@ -74,10 +77,16 @@ NodeShared::NodeShared(size_t n_params, size_t n_extra, int group_size)
   flags_ = reinterpret_cast<uint32_t*>(slots_ + static_cast<size_t>(local_size_) * stride_);
   sync_ = reinterpret_cast<SyncWord*>(slots_ + static_cast<size_t>(local_size_) * stride_ + nflags);
   MPI_Win_lock_all(MPI_MODE_NOCHECK, win_);
+  if (local_size_ > kMaxLocalRanks)
+    throw Error(fmt(local_size_, " ranks on one host; at most ", kMaxLocalRanks,
+                    " share a model (use --node-size)"));
   if (local_rank_ == 0) {
     std::fill(base, base + total - sizeof(SyncWord) / sizeof(float), 0.0f);
     new (sync_) SyncWord{};
   }
+  MPI_Win_sync(win_);
+  MPI_Barrier(node_);
+  sync_->pid[local_rank_] = getpid();
   // Ranks that each have a core may poll briefly before sleeping; oversubscribed
   // ranks (more local ranks than CPUs this process may run on) sleep at once.
   cpu_set_t cpus;
@@ -119,8 +128,16 @@ void NodeShared::barrier() const {
   }
   for (int i = 0; i < spin_; ++i)
     if (sync_->generation.load(std::memory_order_acquire) != gen) return;
-  while (sync_->generation.load(std::memory_order_acquire) == gen)
-    futex_wait(&sync_->generation, gen);
+  // Sleep; every half second make sure no rank of this node has died (then the
+  // barrier would never open: end the job instead, with MPI_Abort via the caller).
+  const timespec half_second{0, 500000000};
+  while (sync_->generation.load(std::memory_order_acquire) == gen) {
+    futex_wait(&sync_->generation, gen, &half_second);
+    for (int k = 0; k < local_size_; ++k)
+      if (kill(sync_->pid[k], 0) != 0 && errno == ESRCH)
+        throw Error(fmt("rank ", k, " of this node (pid ", sync_->pid[k],
+                        ") died during a step; stopping the job"));
+  }
 }
 
 uint32_t NodeShared::reduce(

@@ -32,6 +32,8 @@ namespace rbm {
 
 class NodeShared {
  public:
+  static constexpr int kMaxLocalRanks = 1024;
+
   /// Collective over MPI_COMM_WORLD. n_params parameters, n_extra counters.
   /// group_size 0: all ranks of a host share one copy; N: blocks of N consecutive
   /// ranks of a host do (N = 1 gives every rank its own copy and exercises the
