@@ -8,7 +8,7 @@ RBM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RBM_BUILD="${RBM_BUILD:-$RBM_ROOT/build}"
 
 RBM_PACKAGES=(
-  build-essential cmake pkg-config git
+  build-essential cmake pkg-config git procps perl
   openmpi-bin libopenmpi-dev
   libeigen3-dev libopenblas-dev
   libhdf5-dev hdf5-tools
