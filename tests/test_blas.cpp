@@ -12,6 +12,7 @@
 #include <string>
 
 #include "rbm/blas_backend.hpp"
+#include "test_util.hpp"
 
 extern "C" {
 void __real_sgemm_(const char*, const char*, const int*, const int*, const int*, const float*,
@@ -71,5 +72,21 @@ TEST(Blas, RunningKernelIsNotTheSlowPath) {
   EXPECT_NE(d.find("kernel"), std::string::npos) << d;
   if (rbm::blas::slow_path()) {
     EXPECT_NE(d.find("WARNING"), std::string::npos) << "slow kernel not reported: " << d;
+  }
+}
+
+TEST(Blas, ForcedSlowKernelIsKeptButReported) {
+  // A kernel the user forces is respected, and the slow path is said out loud in
+  // the first line every program prints.
+  rbm::test::TempDir tmp;
+  rbm::test::RunResult r = rbm::test::run(
+      "OPENBLAS_CORETYPE=Prescott " + rbm::test::bin("rbm_dist") + " --data " + (tmp / "none.h5") +
+          " --checkpoint " + (tmp / "m.h5"),
+      60);
+  EXPECT_NE(r.code, 0);  // the dataset does not exist
+  EXPECT_NE(r.out.find("kernel Prescott"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("OPENBLAS_CORETYPE=Prescott set by the user"), std::string::npos) << r.out;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    EXPECT_NE(r.out.find("WARNING: slow pre-AVX2 kernel"), std::string::npos) << r.out;
   }
 }
