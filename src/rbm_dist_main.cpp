@@ -39,8 +39,8 @@ int main(int argc, char** argv) {
 
     // ---- the effective configuration, from rank 0 only --------------------------
     if (env.root()) {
-      std::printf("rbm_dist %s: %d ranks, GEMM %s\n", RBM_VERSION, env.size,
-                  blas::describe().c_str());
+      std::printf("rbm_dist %s: %d %s, GEMM %s\n", RBM_VERSION, env.size,
+                  env.size == 1 ? "rank" : "ranks", blas::describe().c_str());
       std::printf("%s", cli::config_table(opts, parsed).c_str());
       std::fflush(stdout);
     }
