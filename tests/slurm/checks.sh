@@ -48,3 +48,19 @@ same_model() {
   done
   log "bitwise identical /model/{weights,visible_bias,hidden_bias}: $a == $b"
 }
+
+# cluster_test_setup BIN_DIR: what every Slurm test starts with — skip (77) without
+# Slurm, check the programs, start the throw-away cluster, enter $CLUSTER_DIR/work
+# and write 600 + 100 synthetic MNIST-format images to mnist/; RBM_BIN for the scripts.
+cluster_test_setup() {
+  local bin_dir=$1 here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  cluster_require
+  need_binaries "$bin_dir"
+  cluster_start
+  work=$CLUSTER_DIR/work
+  mkdir -p "$work/mnist" || die "cannot create $work"
+  cd "$work" || die "cannot enter $work"
+  perl "$here/make_idx.pl" mnist 600 100 || die "make_idx.pl failed"
+  export RBM_BIN=$bin_dir
+}

@@ -24,16 +24,8 @@ source "$here/cluster.sh"
 # shellcheck source=checks.sh
 source "$here/checks.sh"
 
-cluster_require
-need_binaries "$bin_dir"
-cluster_start
-
-work=$CLUSTER_DIR/work
-mkdir -p "$work/mnist" || die "cannot create $work"
-cd "$work" || die "cannot enter $work"
-perl "$here/make_idx.pl" mnist 600 100 || die "make_idx.pl failed"
+cluster_test_setup "$bin_dir"  # cluster up, cd into $CLUSTER_DIR/work, mnist/ written
 "$bin_dir/mnist2h5" mnist data.h5 >/dev/null || die "mnist2h5 failed"
-export RBM_BIN=$bin_dir
 
 # ~600 images, batch 10: 60 steps per epoch; 60 epochs take 3-8 s with 8 ranks on 2 cores,
 # long enough to interrupt after epoch 2, short enough for the test budget.

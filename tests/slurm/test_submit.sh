@@ -18,15 +18,7 @@ source "$here/cluster.sh"
 # shellcheck source=checks.sh
 source "$here/checks.sh"
 
-cluster_require
-need_binaries "$bin_dir"
-cluster_start
-
-work=$CLUSTER_DIR/work
-mkdir -p "$work/mnist" || die "cannot create $work"
-cd "$work" || die "cannot enter $work"
-perl "$here/make_idx.pl" mnist 600 100 || die "make_idx.pl failed"
-export RBM_BIN=$bin_dir
+cluster_test_setup "$bin_dir"  # cluster up, cd into $CLUSTER_DIR/work, mnist/ written
 H=32 EPOCHS=3
 
 conv=$(sbatch --parsable -o convert.out "$src/slurm/convert.sbatch" mnist data/data.h5) ||

@@ -15,15 +15,7 @@ source "$here/cluster.sh"
 # shellcheck source=checks.sh
 source "$here/checks.sh"
 
-cluster_require
-need_binaries "$bin_dir"
-cluster_start
-
-work=$CLUSTER_DIR/work
-mkdir -p "$work/mnist" || die "cannot create $work"
-cd "$work" || die "cannot enter $work"
-perl "$here/make_idx.pl" mnist 600 100 || die "make_idx.pl failed"
-export RBM_BIN=$bin_dir
+cluster_test_setup "$bin_dir"  # cluster up, cd into $CLUSTER_DIR/work, mnist/ written
 
 HIDDEN="16 24" SBATCH_OPTS="--ntasks-per-node=4" \
   bash "$src/slurm/sweep.sh" mnist data/data.h5 sweep --epochs 2 --batch-size 50 --seed 5 \
