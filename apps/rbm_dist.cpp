@@ -29,8 +29,12 @@ int main(int argc, char** argv) {
     if (parsed.help) return exit_code::ok;
     if (!cfg.resume.empty()) {
       // The checkpoint's configuration is the base; the command line and --config win.
+      // Rank 0 reads it; the text goes to every rank.
       std::string base, resume = cfg.resume;
-      agree(env, [&] { base = read_train_state_config(resume); });
+      agree(env, [&] {
+        if (env.root()) base = read_train_state_config(resume);
+      });
+      broadcast_string(base);
       agree(env, [&] {
         parsed = cli::parse(prog, opts, argc, argv, nullptr, false, base, resume);
       });

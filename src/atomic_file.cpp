@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -36,8 +37,17 @@ void fsync_or_throw(const std::string& path, bool directory, const std::string& 
   if (::close(fd) != 0) throw Error(fmt(what, " ", path, ": close failed: ", std::strerror(errno)));
 }
 
+std::string AtomicFile::host_tag() {
+  char host[256] = "";
+  if (::gethostname(host, sizeof host - 1) != 0 || !host[0]) return "host";
+  std::string tag = host;
+  for (char& ch : tag)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_') ch = '_';
+  return tag;
+}
+
 AtomicFile::AtomicFile(std::string target, bool cleanup_on_signal)
-    : target_(std::move(target)), temp_(fmt(target_, ".tmp.", ::getpid())) {
+    : target_(std::move(target)), temp_(fmt(target_, ".tmp.", host_tag(), ".", ::getpid())) {
   if (cleanup_on_signal) {
     if (temp_.size() >= sizeof g_signal_temp)
       throw UsageError(target_ + ": path too long");

@@ -1,5 +1,8 @@
 #include "rbm/checkpoint.hpp"
 
+#include <cmath>
+#include <cstdint>
+
 #include "rbm/atomic_file.hpp"
 #include "rbm/errors.hpp"
 #include "rbm/h5.hpp"
@@ -64,6 +67,35 @@ bool has_train_state(const std::string& path) {
   return h5::exists(f, "/train/momentum");
 }
 
+namespace {
+// Integer attribute of /train within [lo, hi], else UsageError naming the file.
+int64_t attr_in(hid_t g, const char* name, int64_t lo, int64_t hi, const std::string& path) {
+  int64_t v = 0;
+  try {
+    v = h5::read_attr_int(g, name);
+  } catch (const Error& e) {
+    throw UsageError(fmt(path, ": /train: ", e.what(), " (not a checkpoint rbm_dist wrote?)"));
+  }
+  if (v < lo || v > hi)
+    throw UsageError(fmt(path, ": /train attribute ", name, " = ", v, " is out of range [", lo,
+                         ", ", hi, "] (a damaged or edited checkpoint)"));
+  return v;
+}
+// Finite, non-negative number attribute of /train.
+double attr_nonneg(hid_t g, const char* name, const std::string& path) {
+  double v = 0;
+  try {
+    v = h5::read_attr_double(g, name);
+  } catch (const Error& e) {
+    throw UsageError(fmt(path, ": /train: ", e.what()));
+  }
+  if (!std::isfinite(v) || v < 0)
+    throw UsageError(fmt(path, ": /train attribute ", name, " = ", v,
+                         " must be a finite number >= 0 (a damaged or edited checkpoint)"));
+  return v;
+}
+}  // namespace
+
 TrainState read_train_state(const std::string& path, size_t V, size_t H) {
   h5::Id f = h5::open_file(path);
   if (!h5::exists(f, "/train/momentum"))
@@ -72,22 +104,42 @@ TrainState read_train_state(const std::string& path, size_t V, size_t H) {
   st.momentum = h5::read_array<float>(f, "/train/momentum", path);
   if (st.momentum.size() != Params::count(V, H))
     throw UsageError(path + ": /train/momentum does not match the model shape");
+  for (float m : st.momentum)
+    if (!std::isfinite(m))
+      throw UsageError(path + ": /train/momentum holds NaN or infinite values (a diverged or "
+                              "damaged checkpoint; start again or resume an earlier one)");
   if (h5::exists(f, "/train/chains")) {
     std::vector<hsize_t> dims;
     st.chains = h5::read_array<uint8_t>(f, "/train/chains", path, &dims);
     if (dims.size() != 2 || dims[1] != V)
       throw UsageError(path + ": /train/chains is not [C, V]");
+    for (uint8_t x : st.chains)
+      if (x > 1)
+        throw UsageError(fmt(path, ": /train/chains holds the value ", int{x},
+                             "; persistent chains are binary (0 or 1)"));
   }
   h5::Id g = h5::open_object(f, "/train");
-  st.step = static_cast<uint64_t>(h5::read_attr_int(g, "step"));
-  st.epoch = static_cast<uint64_t>(h5::read_attr_int(g, "epoch"));
-  st.seed = static_cast<uint64_t>(h5::read_attr_int(g, "seed"));
-  st.steps_per_epoch = static_cast<uint64_t>(h5::read_attr_int(g, "steps_per_epoch"));
-  st.ranks = static_cast<int>(h5::read_attr_int(g, "ranks"));
-  st.seconds = h5::read_attr_double(g, "seconds");
-  st.epoch_recon_sq = h5::read_attr_double(g, "epoch_recon_sq");
-  st.epoch_samples = h5::read_attr_double(g, "epoch_samples");
-  st.config = h5::read_attr_string(g, "config");
+  // Ranges: at most 2^40 steps per epoch and 10^9 epochs, so step fits comfortably.
+  constexpr int64_t kMaxSpe = int64_t{1} << 40, kMaxEpochs = 1000000000;
+  st.steps_per_epoch = static_cast<uint64_t>(attr_in(g, "steps_per_epoch", 1, kMaxSpe, path));
+  const int64_t spe = static_cast<int64_t>(st.steps_per_epoch);
+  st.step = static_cast<uint64_t>(attr_in(g, "step", 0, spe * kMaxEpochs, path));
+  st.epoch = static_cast<uint64_t>(attr_in(g, "epoch", 0, kMaxEpochs, path));
+  if (st.epoch != st.step / st.steps_per_epoch)
+    throw UsageError(fmt(path, ": /train attributes disagree: step ", st.step, " with ",
+                         st.steps_per_epoch, " steps per epoch is epoch ",
+                         st.step / st.steps_per_epoch, ", not ", st.epoch,
+                         " (a damaged or edited checkpoint)"));
+  st.seed = static_cast<uint64_t>(attr_in(g, "seed", 0, INT64_MAX, path));
+  st.ranks = static_cast<int>(attr_in(g, "ranks", 1, 1 << 24, path));
+  st.seconds = attr_nonneg(g, "seconds", path);
+  st.epoch_recon_sq = attr_nonneg(g, "epoch_recon_sq", path);
+  st.epoch_samples = attr_nonneg(g, "epoch_samples", path);
+  try {
+    st.config = h5::read_attr_string(g, "config");
+  } catch (const Error& e) {
+    throw UsageError(fmt(path, ": /train: ", e.what()));
+  }
   return st;
 }
 
@@ -97,7 +149,11 @@ std::string read_train_state_config(const std::string& path) {
   if (!h5::exists(f, "/train/momentum"))
     throw UsageError(path + ": has no /train state (a model-only file cannot be resumed)");
   h5::Id g = h5::open_object(f, "/train");
-  return h5::read_attr_string(g, "config");
+  try {
+    return h5::read_attr_string(g, "config");
+  } catch (const Error& e) {
+    throw UsageError(fmt(path, ": /train: ", e.what()));
+  }
 }
 
 }  // namespace rbm

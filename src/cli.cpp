@@ -30,6 +30,30 @@ std::string default_of(const po::option_description& o) {
   return p.substr(a + 2, b - a - 2);
 }
 
+// Boost converts "-1" to an unsigned option by wrapping it to 2^64 - 1 (--epochs -1
+// trained "forever"): counts are checked here as text before that can happen.
+template <typename T>
+bool is_typed(const po::value_semantic* s) {
+  return dynamic_cast<const po::typed_value<T>*>(s) != nullptr;
+}
+
+void reject_negative_counts(const po::parsed_options& parsed, const po::options_description& opts,
+                            const std::string& where) {
+  for (const po::option& o : parsed.options) {
+    if (o.unregistered || o.value.empty()) continue;
+    const po::option_description* d = opts.find_nothrow(o.string_key, false);
+    if (!d) continue;
+    const po::value_semantic* s = d->semantic().get();
+    if (!is_typed<unsigned>(s) && !is_typed<unsigned long>(s) && !is_typed<unsigned long long>(s))
+      continue;
+    for (const std::string& v : o.value) {
+      const size_t k = v.find_first_not_of(" \t");
+      if (k != std::string::npos && v[k] == '-')
+        throw UsageError("--" + o.string_key + " " + v + ": must be 0 or more" + where);
+    }
+  }
+}
+
 std::string value_name(const po::option_description& o) {
   std::string p = o.format_parameter();
   size_t a = p.find(" (=");
@@ -122,6 +146,7 @@ Parsed parse(const Program& prog, const po::options_description& opts, int argc,
     parser.options(all);
     if (positional) parser.positional(*positional);
     po::parsed_options cl = parser.run();
+    reject_negative_counts(cl, all, "");
     for (const auto& o : cl.options)
       if (!o.unregistered) out.from_command_line.insert(o.string_key);
     po::store(cl, out.vm);
@@ -135,12 +160,14 @@ Parsed parse(const Program& prog, const po::options_description& opts, int argc,
       std::ifstream in(path);
       if (!in) throw UsageError("--config " + path + ": cannot open (no such file?)");
       po::parsed_options cf = po::parse_config_file(in, opts, false);
+      reject_negative_counts(cf, opts, " (in --config " + path + ")");
       for (const auto& o : cf.options) out.from_config.insert(o.string_key);
       po::store(cf, out.vm);  // values already stored (command line) are kept
     }
     if (!base_config.empty()) {
       std::istringstream in(base_config);
       po::parsed_options bf = po::parse_config_file(in, opts, true);
+      reject_negative_counts(bf, opts, " (stored in " + base_name + ")");
       for (const auto& o : bf.options)
         if (!out.vm.count(o.string_key) || out.vm[o.string_key].defaulted())
           out.from_base.insert(o.string_key);

@@ -276,8 +276,21 @@ bool has_attr(hid_t obj, const std::string& name) {
 
 int64_t read_attr_int(hid_t obj, const std::string& name) {
   Id attr = open_attr(obj, name);
+  Id ftype(H5Aget_type(attr), H5Tclose);
+  Id space(H5Aget_space(attr), H5Sclose);
+  // Strict: a float (3.7) or an array is not silently converted, and an unsigned
+  // value above INT64_MAX (2^64 - 1) is not clipped.
+  if (H5Tget_class(ftype) != H5T_INTEGER || H5Sget_simple_extent_npoints(space) != 1)
+    throw UsageError("attribute " + name + " is not an integer scalar");
+  if (H5Tget_sign(ftype) == H5T_SGN_NONE) {
+    uint64_t u = 0;
+    if (H5Aread(attr, H5T_NATIVE_UINT64, &u) < 0) fail("cannot read attribute " + name);
+    if (u > static_cast<uint64_t>(INT64_MAX))
+      throw UsageError(fmt("attribute ", name, " = ", u, " is out of range"));
+    return static_cast<int64_t>(u);
+  }
   int64_t v = 0;
-  if (H5Aread(attr, H5T_NATIVE_INT64, &v) < 0) fail("attribute " + name + " is not an integer");
+  if (H5Aread(attr, H5T_NATIVE_INT64, &v) < 0) fail("cannot read attribute " + name);
   return v;
 }
 

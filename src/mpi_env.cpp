@@ -29,6 +29,13 @@ void agree(const MpiEnv& env, const std::function<void()>& check) {
   throw CollectiveError(msg, code);
 }
 
+void broadcast_string(std::string& s) {
+  unsigned long long len = s.size();
+  MPI_Bcast(&len, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
+  s.resize(len);
+  MPI_Bcast(s.data(), static_cast<int>(len), MPI_CHAR, 0, MPI_COMM_WORLD);
+}
+
 int run_mpi_program(const char* prog, int argc, char** argv,
                     const std::function<int(const MpiEnv&)>& body) {
   MPI_Init(&argc, &argv);

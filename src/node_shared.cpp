@@ -1,6 +1,8 @@
 #include "rbm/node_shared.hpp"
 
 #include <linux/futex.h>
+#include <pthread.h>
+#include <sys/statvfs.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -10,6 +12,9 @@
 #include <cerrno>
 #include <climits>
 #include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <exception>
 
 #include "rbm/errors.hpp"
@@ -28,10 +33,16 @@ void futex_wake_all(std::atomic<uint32_t>* word) {
 }
 }  // namespace
 
+// Liveness without PIDs (containers may share /dev/shm but not a PID namespace):
+// every local rank holds its own ROBUST process-shared mutex for its whole life. When
+// a process dies, the kernel marks the mutexes it held as "owner died", so a waiter's
+// trylock returns EOWNERDEAD; a live rank's returns EBUSY — also while it is stopped
+// (SIGSTOP), which must not end the job. (A heartbeat word could not tell a stopped
+// rank from a dead one.)
 struct NodeShared::SyncWord {
   alignas(64) std::atomic<uint32_t> arrived;
   alignas(64) std::atomic<uint32_t> generation;
-  pid_t pid[kMaxLocalRanks];  // of every local rank: a waiter checks they are alive
+  alignas(64) pthread_mutex_t alive[kMaxLocalRanks];
 };
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "futex barrier needs lock-free atomics");
 
@@ -59,13 +70,23 @@ NodeShared::NodeShared(size_t n_params, size_t n_extra, int group_size)
   stride_ = round16(n_);
   const size_t np = round16(n_params_);
   const size_t nflags = round16(static_cast<size_t>(local_size_));
+  // The window's base is only 8-byte aligned: 16 spare floats let the barrier word
+  // start on a 64-byte boundary.
   const size_t total = 2 * np + stride_ + static_cast<size_t>(local_size_) * stride_ + nflags +
-                       sizeof(SyncWord) / sizeof(float);
+                       (sizeof(SyncWord) + 63) / sizeof(float) + 16;
+  bytes_ = total * sizeof(float);
+  // Enough memory on this node? (The kernel would hand out the window lazily and kill
+  // the job at first touch instead of failing the allocation.) Every rank agrees.
+  int fits = local_rank_ != 0 || bytes_ <= available_memory_bytes() ? 1 : 0;
+  MPI_Allreduce(MPI_IN_PLACE, &fits, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (!fits) throw OutOfMemory(bytes_);
   float* base = nullptr;
-  MPI_Aint bytes = local_rank_ == 0 ? static_cast<MPI_Aint>(total * sizeof(float)) : 0;
-  if (MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, node_, &base, &win_) !=
-      MPI_SUCCESS)
-    throw Error("cannot allocate the node's shared memory for the model");
+  MPI_Aint bytes = local_rank_ == 0 ? static_cast<MPI_Aint>(bytes_) : 0;
+  MPI_Comm_set_errhandler(node_, MPI_ERRORS_RETURN);
+  int ok = MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, node_, &base, &win_) ==
+           MPI_SUCCESS;
+  MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (!ok) throw OutOfMemory(bytes_);
   MPI_Aint size = 0;
   int disp = 0;
   MPI_Win_shared_query(win_, 0, &size, &disp, &base);
@@ -75,18 +96,27 @@ NodeShared::NodeShared(size_t n_params, size_t n_extra, int group_size)
   slots_ = sum_ + stride_;
   grad_slot_ = slots_ + static_cast<size_t>(local_rank_) * stride_;
   flags_ = reinterpret_cast<uint32_t*>(slots_ + static_cast<size_t>(local_size_) * stride_);
-  sync_ = reinterpret_cast<SyncWord*>(slots_ + static_cast<size_t>(local_size_) * stride_ + nflags);
+  {
+    auto at = reinterpret_cast<uintptr_t>(slots_ + static_cast<size_t>(local_size_) * stride_ + nflags);
+    sync_ = reinterpret_cast<SyncWord*>((at + 63) / 64 * 64);
+  }
   MPI_Win_lock_all(MPI_MODE_NOCHECK, win_);
   if (local_size_ > kMaxLocalRanks)
     throw Error(fmt(local_size_, " ranks on one host; at most ", kMaxLocalRanks,
                     " share a model (use --node-size)"));
   if (local_rank_ == 0) {
-    std::fill(base, base + total - sizeof(SyncWord) / sizeof(float), 0.0f);
+    std::fill(base, reinterpret_cast<float*>(sync_), 0.0f);
     new (sync_) SyncWord{};
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    for (int k = 0; k < local_size_; ++k) pthread_mutex_init(&sync_->alive[k], &attr);
+    pthread_mutexattr_destroy(&attr);
   }
   MPI_Win_sync(win_);
   MPI_Barrier(node_);
-  sync_->pid[local_rank_] = getpid();
+  pthread_mutex_lock(&sync_->alive[local_rank_]);  // held until this process ends
   // Ranks that each have a core may poll briefly before sleeping; oversubscribed
   // ranks (more local ranks than CPUs this process may run on) sleep at once.
   cpu_set_t cpus;
@@ -100,6 +130,35 @@ NodeShared::NodeShared(size_t n_params, size_t n_extra, int group_size)
                              static_cast<size_t>(local_size_));
   seg_a_ = std::min(n_, per * static_cast<size_t>(local_rank_));
   seg_b_ = std::min(n_, seg_a_ + per);
+}
+
+NodeShared::OutOfMemory::OutOfMemory(size_t n_bytes)
+    : CollectiveError(fmt("cannot allocate ", n_bytes >> 20, " MB of shared memory (",
+                          available_memory_bytes() >> 20, " MB available on this node)"),
+                      exit_code::runtime),
+      bytes(n_bytes) {}
+
+size_t NodeShared::available_memory_bytes() {
+  size_t avail = SIZE_MAX;
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char key[64];
+    unsigned long long kb = 0;
+    while (std::fscanf(f, "%63s %llu kB", key, &kb) == 2)
+      if (std::strcmp(key, "MemAvailable:") == 0) avail = static_cast<size_t>(kb) << 10;
+    std::fclose(f);
+  }
+  struct statvfs vfs {};
+  if (statvfs("/dev/shm", &vfs) == 0)  // Open MPI backs the window with a /dev/shm file
+    avail = std::min(avail, static_cast<size_t>(vfs.f_bavail) * vfs.f_frsize);
+  return avail;
+}
+
+void NodeShared::broadcast_from_root(float* data, size_t n) const {
+  if (leaders_ != MPI_COMM_NULL && nodes_ > 1)
+    for (size_t off = 0; off < n; off += size_t{1} << 28)
+      MPI_Bcast(data + off, static_cast<int>(std::min(n - off, size_t{1} << 28)), MPI_FLOAT, 0,
+                leaders_);
+  barrier();
 }
 
 NodeShared::~NodeShared() {
@@ -133,10 +192,10 @@ void NodeShared::barrier() const {
   const timespec half_second{0, 500000000};
   while (sync_->generation.load(std::memory_order_acquire) == gen) {
     futex_wait(&sync_->generation, gen, &half_second);
+    if (sync_->generation.load(std::memory_order_acquire) != gen) break;
     for (int k = 0; k < local_size_; ++k)
-      if (kill(sync_->pid[k], 0) != 0 && errno == ESRCH)
-        throw Error(fmt("rank ", k, " of this node (pid ", sync_->pid[k],
-                        ") died during a step; stopping the job"));
+      if (k != local_rank_ && pthread_mutex_trylock(&sync_->alive[k]) == EOWNERDEAD)
+        throw Error(fmt("local rank ", k, " of this node died during a step; stopping the job"));
   }
 }
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -11,9 +12,12 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <sstream>
 
+#include "rbm/atomic_file.hpp"
 #include "rbm/blas_backend.hpp"
 #include "rbm/errors.hpp"
+#include "rbm/paths.hpp"
 
 namespace rbm {
 
@@ -161,12 +165,14 @@ void Trainer::setup() {
       throw UsageError(fmt(cfg_.data, ": ", cfg_.train_path, " has ", info.rows,
                            " rows but the job has ", env_.size, " ranks (run with at most ",
                            info.rows, " ranks)"));
-    if (env_.root()) {  // only rank 0 writes: it alone checks the folder, before any work
-      std::string dir = std::filesystem::path(cfg_.checkpoint).parent_path().string();
-      if (dir.empty()) dir = ".";
-      if (access(dir.c_str(), W_OK) != 0)
-        throw UsageError("--checkpoint " + cfg_.checkpoint + ": folder " + dir +
-                         " does not exist or is not writable");
+    if (env_.root()) {  // only rank 0 writes: it alone checks the outputs, before any work
+      const NamedPath ck{"--checkpoint", cfg_.checkpoint}, metrics{"--metrics", cfg_.metrics};
+      const NamedPath data{"--data", cfg_.data}, resume{"--resume", cfg_.resume};
+      check_output_folder(ck);
+      if (!cfg_.metrics.empty()) check_output_folder(metrics);
+      // The checkpoint may be the file resumed from (that run continues); nothing else.
+      check_outputs_differ({ck}, {data});
+      check_outputs_differ({metrics}, {data, resume, ck});
     }
     if (mpath.empty()) mpath = monitor_images_path(cfg_.data);
     if (!mpath.empty()) {
@@ -176,6 +182,12 @@ void Trainer::setup() {
                              cfg_.train_path, " has ", info.dim));
     }
   });
+  check_same_configuration();
+  if (env_.root())
+    for (const std::string& f : {cfg_.checkpoint, cfg_.metrics})
+      if (!f.empty())
+        for (const std::string& stale : remove_stale_temporaries(f))
+          std::printf("note: removed %s, left by a writer that no longer runs\n", stale.c_str());
   V_ = info.dim;
   H_ = cfg_.hidden;
   steps_per_epoch_ = (info.rows + cfg_.batch - 1) / cfg_.batch;
@@ -192,7 +204,15 @@ void Trainer::setup() {
   }
   cfg_.monitor_path = mpath;
 
-  shared_ = std::make_unique<NodeShared>(Params::count(V_, H_), kCounters, cfg_.node_size);
+  try {
+    shared_ = std::make_unique<NodeShared>(Params::count(V_, H_), kCounters, cfg_.node_size);
+  } catch (const NodeShared::OutOfMemory& e) {
+    throw CollectiveError(fmt("cannot allocate ", e.bytes >> 20, " MB for a ", V_, "x", H_,
+                              " model: out of memory (", NodeShared::available_memory_bytes() >> 20,
+                              " MB available on this node; use fewer --hidden units or ranks "
+                              "per node)"),
+                          exit_code::runtime);
+  }
   theta_ = Params(shared_->theta(), V_, H_);
   grad_ = Params(shared_->grad_slot(), V_, H_);
   momentum_ = shared_->momentum();
@@ -209,26 +229,30 @@ void Trainer::setup() {
     init_params();
 }
 
+/// Every rank must run with rank 0's effective configuration: an MPMD launch or a
+/// mixed-up script could start ranks with other options, and with one model copy per
+/// node the parameter checksum (--check-consistency) cannot see that. Exit 2 naming
+/// the first option that differs.
+void Trainer::check_same_configuration() const {
+  std::string root_text = config_text_;
+  broadcast_string(root_text);
+  agree(env_, [&] {
+    if (config_text_ == root_text) return;
+    std::istringstream mine(config_text_), root(root_text);
+    std::string a, b;
+    while (std::getline(mine, a) && std::getline(root, b) && a == b) {
+    }
+    throw UsageError(fmt("rank ", env_.rank, " was started with other options than rank 0: '",
+                         a, "' vs '", b, "' (every rank must run the same command)"));
+  });
+}
+
 /// Hinton (2010), section 8: W ~ N(0, init_std^2), b_i = log(p_i / (1 - p_i)) with
 /// p_i the training-set mean of pixel i (one allreduce), c = 0. PCD chains start
 /// from Bernoulli(p_i).
 void Trainer::init_params() {
-  // Every rank computes the same numbers; the node's leader stores them.
-  ParamBuffer local(V_, H_);
-  Params& p = local.view;
-  for (size_t i = 0; i < V_; ++i) {
-    for (size_t j = 0; j < H_; j += 2) {
-      auto r = rng_.bits(Stream::weight_init, 0, 0, i, static_cast<uint32_t>(j / 2));
-      // Box-Muller on two uniforms in (0, 1].
-      double u1 = (static_cast<double>(r[0] >> 8) + 1.0) * 0x1.0p-24;
-      double u2 = static_cast<double>(r[1] >> 8) * 0x1.0p-24;
-      double rad = std::sqrt(-2.0 * std::log(u1)), ang = 2.0 * M_PI * u2;
-      p.W(i, j) = static_cast<float>(cfg_.init_std * rad * std::cos(ang));
-      if (j + 1 < H_) p.W(i, j + 1) = static_cast<float>(cfg_.init_std * rad * std::sin(ang));
-    }
-  }
   // Pixel means of the training inputs as the model sees them (after binarisation;
-  // stochastic binarisation has the same mean as pixel/255).
+  // stochastic binarisation has the same mean as pixel/255): one allreduce.
   std::vector<double> sum(V_, 0.0);
   for (size_t l = 0; l < train_.rows(); ++l) {
     const uint8_t* r = train_.row(l);
@@ -236,30 +260,51 @@ void Trainer::init_params() {
   }
   MPI_Allreduce(MPI_IN_PLACE, sum.data(), static_cast<int>(V_), MPI_DOUBLE, MPI_SUM,
                 MPI_COMM_WORLD);
-  const double n = static_cast<double>(train_.layout.n);
-  for (size_t i = 0; i < V_; ++i) {
-    double pi = std::clamp(sum[i] / n, 1e-3, 1.0 - 1e-3);  // keep the log finite
-    p.b(i) = static_cast<float>(std::log(pi / (1.0 - pi)));
+  // The node's leader writes the parameters straight into the shared copy (every
+  // leader computes the same numbers; no rank holds a model-sized temporary).
+  if (shared_->leader()) {
+    Params& p = theta_;
+    for (size_t i = 0; i < V_; ++i) {
+      for (size_t j = 0; j < H_; j += 2) {
+        auto r = rng_.bits(Stream::weight_init, 0, 0, i, static_cast<uint32_t>(j / 2));
+        // Box-Muller on two uniforms in (0, 1].
+        double u1 = (static_cast<double>(r[0] >> 8) + 1.0) * 0x1.0p-24;
+        double u2 = static_cast<double>(r[1] >> 8) * 0x1.0p-24;
+        double rad = std::sqrt(-2.0 * std::log(u1)), ang = 2.0 * M_PI * u2;
+        p.W(i, j) = static_cast<float>(cfg_.init_std * rad * std::cos(ang));
+        if (j + 1 < H_) p.W(i, j + 1) = static_cast<float>(cfg_.init_std * rad * std::sin(ang));
+      }
+    }
+    const double n = static_cast<double>(train_.layout.n);
+    for (size_t i = 0; i < V_; ++i) {
+      double pi = std::clamp(sum[i] / n, 1e-3, 1.0 - 1e-3);  // keep the log finite
+      p.b(i) = static_cast<float>(std::log(pi / (1.0 - pi)));
+    }
+    p.c.setZero();
   }
-  p.c.setZero();
-  if (shared_->leader()) std::copy(local.data.begin(), local.data.end(), theta_.data());
   shared_->barrier();
   std::vector<float> u(V_);
   for (Eigen::Index m = 0; m < chains_.cols(); ++m) {
     rng_.uniforms(Stream::chain_init, 0, 0, chain_index_[m], u.data(), V_);
     for (size_t i = 0; i < V_; ++i)
-      chains_(i, m) = u[i] < 1.0f / (1.0f + std::exp(-p.b(i))) ? 1.0f : 0.0f;
+      chains_(i, m) = u[i] < 1.0f / (1.0f + std::exp(-theta_.b(i))) ? 1.0f : 0.0f;
   }
 }
 
+/// Rank 0 alone reads and checks the checkpoint (no metadata storm from many ranks)
+/// straight into its node's shared copy; the other nodes get it by one broadcast.
 void Trainer::resume_from(const std::string& path) {
-  ParamBuffer m;
   TrainState st;
   agree(env_, [&] {
-    m = read_model(path);
+    if (!env_.root()) return;
+    ParamBuffer m = read_model(path);
     if (m.V() != V_ || m.H() != H_)
       throw UsageError(fmt(path, ": model is ", m.V(), "x", m.H(), " but the data has ", V_,
                            " pixels and --hidden is ", H_));
+    for (float x : m.data)
+      if (!std::isfinite(x))
+        throw UsageError(path + ": /model holds NaN or infinite values (a diverged or damaged "
+                                "checkpoint; start again or resume an earlier one)");
     st = read_train_state(path, V_, H_);
     if (st.steps_per_epoch != steps_per_epoch_)
       throw UsageError(fmt(path, ": written with ", st.steps_per_epoch,
@@ -268,22 +313,35 @@ void Trainer::resume_from(const std::string& path) {
     if (cfg_.pcd && st.chains.size() != Cg_ * V_)
       throw UsageError(fmt(path, ": holds ", st.chains.size() / V_, " PCD chains, --chains is ",
                            Cg_));
-  });
-  if (shared_->leader()) {
     std::copy(m.data.begin(), m.data.end(), theta_.data());
     std::copy(st.momentum.begin(), st.momentum.end(), momentum_);
+  });
+  shared_->broadcast_from_root(theta_.data(), theta_.size());
+  shared_->broadcast_from_root(momentum_, theta_.size());
+  // The small state and the chains (binary, C x V bytes) to every rank.
+  double scalars[5] = {static_cast<double>(st.step), st.epoch_recon_sq, st.epoch_samples,
+                       st.seconds, static_cast<double>(st.ranks)};
+  MPI_Bcast(scalars, 5, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  unsigned long long step = st.step;  // exact, whatever its size
+  MPI_Bcast(&step, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
+  if (cfg_.pcd) {
+    st.chains.resize(Cg_ * V_);
+    for (size_t off = 0; off < st.chains.size(); off += size_t{1} << 30)
+      MPI_Bcast(st.chains.data() + off,
+                static_cast<int>(std::min(st.chains.size() - off, size_t{1} << 30)), MPI_UINT8_T,
+                0, MPI_COMM_WORLD);
   }
-  shared_->barrier();
   for (Eigen::Index l = 0; l < chains_.cols(); ++l)
     for (size_t i = 0; i < V_; ++i) chains_(i, l) = st.chains[chain_index_[l] * V_ + i];
-  start_step_ = st.step;
-  epoch_.recon_sq = st.epoch_recon_sq;
-  epoch_.samples = st.epoch_samples;
-  seconds_before_ = st.seconds;
-  if (env_.root() && st.ranks != env_.size)
+  start_step_ = step;
+  epoch_.recon_sq = scalars[1];
+  epoch_.samples = scalars[2];
+  seconds_before_ = scalars[3];
+  const int ranks = static_cast<int>(scalars[4]);
+  if (env_.root() && ranks != env_.size)
     std::printf("note: %s was written by %d ranks, this job has %d: training continues, but "
                 "not bitwise as an uninterrupted run\n",
-                path.c_str(), st.ranks, env_.size);
+                path.c_str(), ranks, env_.size);
 }
 
 // ---------------------------------------------------------------------------
@@ -438,15 +496,19 @@ void Trainer::save(uint64_t next_step, const std::string& why) {
       st.chains = std::move(all);
     }
   }
+  // Rank 0 writes; every rank learns the outcome, so a failed write (full disk, EIO)
+  // is one line from rank 0 and exit 1 on every rank, the last good checkpoint intact.
+  agree(env_, [&] {
+    if (env_.root()) write_checkpoint(cfg_.checkpoint, theta_, &st);
+  });
   if (env_.root()) {
-    write_checkpoint(cfg_.checkpoint, theta_, &st);
     std::printf("checkpoint %s written (%s, step %llu)\n", cfg_.checkpoint.c_str(), why.c_str(),
                 static_cast<unsigned long long>(next_step));
     std::fflush(stdout);
   }
 }
 
-void Trainer::epoch_report(uint64_t epoch, uint64_t next_step, double train_seconds) {
+std::string Trainer::epoch_report(uint64_t epoch, uint64_t next_step, double train_seconds) {
   double fe_train = mean_free_energy(train_);
   double fe_valid = have_monitor_ ? mean_free_energy(monitor_) : NAN;
   // Timings of the slowest rank: [training time, time in the step's reduction + update].
@@ -473,19 +535,58 @@ void Trainer::epoch_report(uint64_t epoch, uint64_t next_step, double train_seco
                 static_cast<unsigned long long>(next_step), recon, fe_train, valid.c_str(), rate,
                 slowest, slow[1], seconds_text(eta).c_str());
     std::fflush(stdout);
-    if (!cfg_.metrics.empty()) {
-      std::ofstream m(cfg_.metrics, std::ios::app);
-      auto num = [](double v) { return std::isfinite(v) ? fmt(v) : std::string("null"); };
-      m << "{\"epoch\": " << epoch + 1 << ", \"step\": " << next_step
-        << ", \"recon_error\": " << num(recon) << ", \"free_energy_train\": " << num(fe_train)
-        << ", \"free_energy_valid\": " << num(fe_valid) << ", \"samples_per_s\": " << num(rate)
-        << ", \"seconds\": " << num(elapsed) << ", \"epoch_seconds\": " << num(slowest)
-        << ", \"reduce_seconds\": " << num(slow[1])
-        << ", \"ranks\": " << env_.size << "}\n";
-      if (!m) throw Error("--metrics " + cfg_.metrics + ": cannot write");
-    }
   }
   epoch_ = Monitor{};
+  auto num = [](double v) { return std::isfinite(v) ? fmt(v) : std::string("null"); };
+  return fmt("{\"epoch\": ", epoch + 1, ", \"step\": ", next_step, ", \"recon_error\": ",
+             num(recon), ", \"free_energy_train\": ", num(fe_train), ", \"free_energy_valid\": ",
+             num(fe_valid), ", \"samples_per_s\": ", num(rate), ", \"seconds\": ", num(elapsed),
+             ", \"epoch_seconds\": ", num(slowest), ", \"reduce_seconds\": ", num(slow[1]),
+             ", \"ranks\": ", env_.size, "}\n");
+}
+
+/// Appends one JSON line to --metrics (rank 0; every rank learns if that failed).
+void Trainer::append_metrics(const std::string& line) {
+  if (cfg_.metrics.empty()) return;
+  agree(env_, [&] {
+    if (!env_.root()) return;
+    std::ofstream m(cfg_.metrics, std::ios::app);
+    m << line;
+    m.flush();
+    if (!m) throw Error("--metrics " + cfg_.metrics + ": cannot write (" + std::strerror(errno) + ")");
+  });
+}
+
+/// On resume, --metrics keeps only the epochs the checkpoint has completed (a run
+/// killed after writing epoch e's line but before its checkpoint would repeat e), and
+/// is rewritten atomically. Lines that are not epoch records are kept.
+void Trainer::trim_metrics(uint64_t completed_epochs) {
+  if (cfg_.metrics.empty()) return;
+  agree(env_, [&] {
+    if (!env_.root() || !std::filesystem::exists(cfg_.metrics)) return;
+    std::ifstream in(cfg_.metrics);
+    std::string kept, line;
+    size_t dropped = 0;
+    while (std::getline(in, line)) {
+      unsigned long long e = 0;
+      if (std::sscanf(line.c_str(), "{\"epoch\": %llu", &e) == 1 && e > completed_epochs) {
+        ++dropped;
+        continue;
+      }
+      kept += line + "\n";
+    }
+    if (!dropped) return;
+    AtomicFile out(cfg_.metrics);
+    {
+      std::ofstream o(out.temp_path(), std::ios::trunc);
+      o << kept;
+      o.flush();
+      if (!o) throw Error("--metrics " + cfg_.metrics + ": cannot rewrite (" + std::strerror(errno) + ")");
+    }
+    out.commit();
+    std::printf("note: %s: dropped %zu epoch line(s) after epoch %llu, the checkpoint's\n",
+                cfg_.metrics.c_str(), dropped, static_cast<unsigned long long>(completed_epochs));
+  });
 }
 
 /// --progress auto: a live line only on a terminal, and never inside a batch job
@@ -506,6 +607,7 @@ int Trainer::run() {
   const uint64_t total = cfg_.epochs * steps_per_epoch_;
   if (env_.root() && !cfg_.metrics.empty() && cfg_.resume.empty())
     std::ofstream(cfg_.metrics, std::ios::trunc);  // a fresh run starts a fresh file
+  if (!cfg_.resume.empty()) trim_metrics(start_step_ / steps_per_epoch_);
   const bool live = env_.root() && live_progress();
   double train_seconds = 0, last_print = 0;
   for (uint64_t t = start_step_; t < total; ++t) {
@@ -523,11 +625,12 @@ int Trainer::run() {
       std::fflush(stdout);
     }
     const bool epoch_end = (t + 1) % steps_per_epoch_ == 0;
-    if (epoch_end) {
-      epoch_report(epoch, t + 1, train_seconds);
+    if (epoch_end) {  // the epoch line, then the checkpoint, then the metrics line
+      const std::string metrics_line = epoch_report(epoch, t + 1, train_seconds);
       train_seconds = 0;
       if ((epoch + 1) % cfg_.checkpoint_every == 0 || t + 1 == total)
         save(t + 1, fmt("epoch ", epoch + 1));
+      append_metrics(metrics_line);
     }
     if (stop && t + 1 < total) {  // (a signal during the last step: training is done anyway)
       if (!epoch_end || (epoch + 1) % cfg_.checkpoint_every != 0) save(t + 1, "stop signal");

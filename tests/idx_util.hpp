@@ -154,7 +154,7 @@ inline std::vector<std::string> entries(const std::string& dir) {
 }
 
 // A rejected run: exit 2, exactly one line on stderr that starts "mnist2h5: " and names
-// `file`, and `out_dir` holds exactly `left` (no output, no OUT.h5.tmp.<pid>).
+// `file`, and `out_dir` holds exactly `left` (no output, no OUT.h5.tmp.<host>.<pid>).
 ::testing::AssertionResult rejected(const RunResult& r, const std::string& file,
                                     const std::string& out_dir,
                                     const std::vector<std::string>& left = {}) {

@@ -5,13 +5,15 @@
 //
 // Protocol (every step checked; any failure removes the temporary, leaves the target
 // as it was, and throws rbm::Error naming the target and the OS error):
-//   1. the caller writes "<target>.tmp.<pid>" (temp_path()) and closes it, checking
+//   1. the caller writes "<target>.tmp.<host>.<pid>" (temp_path()) and closes it, checking
 //      its own write / H5Fclose / png errors;
 //   2. commit(): fsync(temporary)  — the data is on disk before it gets the name
 //   3.           rename(temporary, target)  — atomic within one file system
 //   4.           fsync(target's folder)     — the new name itself is on disk
 // A crash at any moment leaves either the old complete target or the new complete
-// one. The destructor removes the temporary unless commit() succeeded.
+// one. The destructor removes the temporary unless commit() succeeded; the
+// temporary of a killed writer is removed at the next start of a program writing the
+// same target (remove_stale_temporaries, rbm/paths.hpp).
 //
 // With cleanup_on_signal, SIGINT / SIGTERM / SIGHUP also remove the temporary (then
 // the signal's default action runs): for single-process tools. rbm_dist installs its
@@ -30,7 +32,12 @@ class AtomicFile {
   AtomicFile& operator=(const AtomicFile&) = delete;
 
   const std::string& target() const { return target_; }
-  const std::string& temp_path() const { return temp_; }  ///< "<target>.tmp.<pid>"
+  const std::string& temp_path() const { return temp_; }  ///< "<target>.tmp.<host>.<pid>"
+
+  /// This host's name as used in temporaries (characters other than [A-Za-z0-9_-]
+  /// become '_'), so that a stale temporary is judged only by a process on its host
+  /// (rbm/paths.hpp remove_stale_temporaries).
+  static std::string host_tag();
 
   /// Steps 2-4. Throws rbm::Error ("<target>: cannot <step> ...: <strerror>") after
   /// removing the temporary.

@@ -1,6 +1,7 @@
 // rbm/mpi_env.hpp — MPI start-up, rank-0 output and the error policy of every program.
 //
-// defines: rbm::MpiEnv, rbm::CollectiveError, rbm::agree, rbm::run_mpi_program,
+// defines: rbm::MpiEnv, rbm::CollectiveError, rbm::agree, rbm::broadcast_string,
+//          rbm::run_mpi_program,
 //          rbm::run_program
 //
 // Error policy (README "Errors and exit codes"):
@@ -34,6 +35,9 @@ class CollectiveError : public Error {
 /// Runs `check` on every rank. If it throws rbm::Error on any rank, every rank
 /// throws CollectiveError with the message and code of the lowest failing rank.
 void agree(const MpiEnv& env, const std::function<void()>& check);
+
+/// World rank 0's `s` on every rank.
+void broadcast_string(std::string& s);
 
 /// MPI_Init, body, MPI_Finalize, with the error policy above. Returns the exit code.
 int run_mpi_program(const char* prog, int argc, char** argv,

@@ -28,6 +28,8 @@
 #include <cstdint>
 #include <functional>
 
+#include "rbm/mpi_env.hpp"
+
 namespace rbm {
 
 class NodeShared {
@@ -55,6 +57,17 @@ class NodeShared {
   uint32_t reduce(const std::function<uint32_t(size_t a, size_t b, const float* g)>& update);
 
   bool leader() const { return local_rank_ == 0; }  ///< writes shared state at set-up
+
+  /// Thrown (on every rank) when the window does not fit in this node's memory.
+  struct OutOfMemory : CollectiveError {
+    explicit OutOfMemory(size_t bytes);
+    size_t bytes;
+  };
+  /// MemAvailable, and the free space of /dev/shm that backs the window.
+  static size_t available_memory_bytes();
+  /// World rank 0's data[0, n) (in its node's shared memory) to every node's shared
+  /// copy; then a node barrier. Collective over all ranks.
+  void broadcast_from_root(float* data, size_t n) const;
   /// Node barrier in the shared memory: the last rank to arrive wakes the others,
   /// which SLEEP in the kernel (futex) meanwhile instead of polling. Polling waiters
   /// (MPI_Barrier, even with mpi_yield_when_idle) steal time slices from the ranks
@@ -65,7 +78,7 @@ class NodeShared {
   int nodes() const { return nodes_; }
 
  private:
-  size_t n_params_, n_;
+  size_t n_params_, n_, bytes_ = 0;
   MPI_Comm node_ = MPI_COMM_NULL, leaders_ = MPI_COMM_NULL;
   MPI_Win win_ = MPI_WIN_NULL;
   int local_rank_ = 0, local_size_ = 1, nodes_ = 1;

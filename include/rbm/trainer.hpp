@@ -89,7 +89,11 @@ class Trainer {
   void save(uint64_t next_step, const std::string& why);
   void check_consistency(uint64_t t);
   bool live_progress() const;
-  void epoch_report(uint64_t epoch, uint64_t next_step, double train_seconds);
+  /// Prints the epoch line (rank 0) and returns its --metrics JSON line.
+  std::string epoch_report(uint64_t epoch, uint64_t next_step, double train_seconds);
+  void append_metrics(const std::string& line);
+  void trim_metrics(uint64_t completed_epochs);
+  void check_same_configuration() const;
 
   MpiEnv env_;
   TrainConfig cfg_;
