@@ -42,7 +42,10 @@ done
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)   # on the login node $0 is the real file
 repo=$(dirname "$here")
-export RBM_BIN=${RBM_BIN:-$repo/build}
+# The installed copy (cmake --install) names the installed bin folder here; the
+# sbatch scripts installed next to it know it too, so RBM_BIN is not needed then.
+rbm_installed_bin=
+[[ -n ${RBM_BIN:-} || -n $rbm_installed_bin ]] || export RBM_BIN=$repo/build
 hidden=${HIDDEN:-256 500 1000}
 mkdir -p "$sweep_dir"
 read -r -a train_opts <<<"${SBATCH_OPTS:-}"
