@@ -20,7 +20,8 @@
 #   HIDDEN="256 500 1000"   the values to sweep
 #   SBATCH_OPTS="..."       extra sbatch options for the training jobs (e.g. "-n 16 --time=2:00:00
 #                           -p gpu -A myproject"); SUMMARY_OPTS / CONVERT_OPTS for the others
-#   RBM_BIN, RBM_LAUNCHER   as for rbm_dist.sbatch (RBM_BIN defaults to <repo>/build here)
+#   RBM_BIN, RBM_LAUNCHER   as for rbm_dist.sbatch (RBM_BIN defaults to <repo>/build here,
+#                           and to the installed bin/ in the copy `cmake --install` wrote)
 #
 # Every training job is an ordinary rbm_dist.sbatch job: it checkpoints before its time limit,
 # requeues itself and resumes, so `afterok` waits for the run's real end. Watch it with

@@ -61,8 +61,8 @@ perl -MJSON::PP -e '
 epochs=$(wc -l <"$data")
 xtics=""
 ((epochs <= 20)) && xtics="set xtics 1"   # whole epochs only
-terminal="pngcairo size 900,760 font 'sans,10'"
-gnuplot -e 'set terminal pngcairo' >/dev/null 2>&1 || terminal="png size 900,760"
+terminal="pngcairo noenhanced size 900,760 font 'sans,10'"
+gnuplot -e 'set terminal pngcairo' >/dev/null 2>&1 || terminal="png noenhanced size 900,760"
 # gnuplot string literals: escape backslashes and double quotes of the title and path.
 q() { local s=${1//\\/\\\\}; printf '"%s"' "${s//\"/\\\"}"; }
 
