@@ -1,66 +1,39 @@
 #include "rbm/checkpoint.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cstdio>
-#include <filesystem>
-
+#include "rbm/atomic_file.hpp"
 #include "rbm/errors.hpp"
 #include "rbm/h5.hpp"
 
 namespace rbm {
 
-namespace {
-void fsync_path(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-}  // namespace
-
 void write_checkpoint(const std::string& path, const Params& p, const TrainState* st) {
-  namespace fs = std::filesystem;
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  try {
-    {
-      h5::Id f = h5::create_file(tmp);
-      h5::write_array(f, "/model/weights", p.W.data(), {p.V, p.H});
-      h5::write_array(f, "/model/visible_bias", p.b.data(), {p.V});
-      h5::write_array(f, "/model/hidden_bias", p.c.data(), {p.H});
-      h5::write_attr(f, "format", std::string(kCheckpointFormat));
-      h5::write_attr(f, "format_version", int64_t{kCheckpointVersion});
-      if (st) {
-        h5::write_array(f, "/train/momentum", st->momentum.data(), {st->momentum.size()});
-        if (!st->chains.empty())
-          h5::write_array(f, "/train/chains", st->chains.data(), {st->chains.size() / p.V, p.V},
-                          {256, 4});
-        h5::Id g = h5::open_object(f, "/train");
-        h5::write_attr(g, "step", static_cast<int64_t>(st->step));
-        h5::write_attr(g, "epoch", static_cast<int64_t>(st->epoch));
-        h5::write_attr(g, "seed", static_cast<int64_t>(st->seed));
-        h5::write_attr(g, "steps_per_epoch", static_cast<int64_t>(st->steps_per_epoch));
-        h5::write_attr(g, "ranks", static_cast<int64_t>(st->ranks));
-        h5::write_attr(g, "seconds", st->seconds);
-        h5::write_attr(g, "epoch_recon_sq", st->epoch_recon_sq);
-        h5::write_attr(g, "epoch_samples", st->epoch_samples);
-        h5::write_attr(g, "config", st->config);
-      }
-      if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) h5::fail(tmp + ": cannot flush");
+  AtomicFile out(path);
+  {
+    h5::Id f = h5::create_file(out.temp_path());
+    h5::write_array(f, "/model/weights", p.W.data(), {p.V, p.H});
+    h5::write_array(f, "/model/visible_bias", p.b.data(), {p.V});
+    h5::write_array(f, "/model/hidden_bias", p.c.data(), {p.H});
+    h5::write_attr(f, "format", std::string(kCheckpointFormat));
+    h5::write_attr(f, "format_version", int64_t{kCheckpointVersion});
+    if (st) {
+      h5::write_array(f, "/train/momentum", st->momentum.data(), {st->momentum.size()});
+      if (!st->chains.empty())
+        h5::write_array(f, "/train/chains", st->chains.data(), {st->chains.size() / p.V, p.V},
+                        {256, 4});
+      h5::Id g = h5::open_object(f, "/train");
+      h5::write_attr(g, "step", static_cast<int64_t>(st->step));
+      h5::write_attr(g, "epoch", static_cast<int64_t>(st->epoch));
+      h5::write_attr(g, "seed", static_cast<int64_t>(st->seed));
+      h5::write_attr(g, "steps_per_epoch", static_cast<int64_t>(st->steps_per_epoch));
+      h5::write_attr(g, "ranks", static_cast<int64_t>(st->ranks));
+      h5::write_attr(g, "seconds", st->seconds);
+      h5::write_attr(g, "epoch_recon_sq", st->epoch_recon_sq);
+      h5::write_attr(g, "epoch_samples", st->epoch_samples);
+      h5::write_attr(g, "config", st->config);
     }
-    fsync_path(tmp, false);
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) throw Error(path + ": cannot rename the new checkpoint into place: " + ec.message());
-    fs::path dir = fs::path(path).parent_path();
-    fsync_path(dir.empty() ? "." : dir.string(), true);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
+    h5::close_written(f, out.temp_path());
   }
+  out.commit();
 }
 
 ParamBuffer read_model(const std::string& path) {

@@ -17,31 +17,6 @@ using Eigen::Index;
 
 // ---- data -------------------------------------------------------------------
 
-Binarize parse_binarize(const std::string& name) {
-  if (name == "threshold") return Binarize::threshold;
-  if (name == "stochastic") return Binarize::stochastic;
-  if (name == "none") return Binarize::none;
-  throw UsageError("--binarize " + name + ": expected threshold, stochastic or none");
-}
-
-std::string binarize_name(Binarize b) {
-  switch (b) {
-    case Binarize::threshold: return "threshold";
-    case Binarize::stochastic: return "stochastic";
-    case Binarize::none: return "none";
-  }
-  return "?";
-}
-
-std::string binarize_text(Binarize b) {
-  switch (b) {
-    case Binarize::threshold: return "threshold (pixel >= 128)";
-    case Binarize::stochastic: return "stochastic (v ~ Bernoulli(pixel/255), seeded)";
-    case Binarize::none: return "none (pixel/255)";
-  }
-  return "?";
-}
-
 uint32_t split_sub(const std::string& split) {
   if (split == "train") return 0;
   if (split == "test") return 1;
@@ -51,25 +26,11 @@ uint32_t split_sub(const std::string& split) {
 
 Matrix images_matrix(const Shard& s, size_t first, size_t count, Binarize mode,
                      const CounterRng& rng, uint32_t sub) {
-  const size_t D = s.dim;
-  Matrix X(D, count);
-  std::vector<float> u(mode == Binarize::stochastic ? D : 0);
-  for (size_t n = 0; n < count; ++n) {
-    const uint8_t* px = s.row(first + n);
-    float* x = X.col(static_cast<Index>(n)).data();
-    switch (mode) {
-      case Binarize::threshold:
-        for (size_t i = 0; i < D; ++i) x[i] = px[i] >= 128 ? 1.0f : 0.0f;
-        break;
-      case Binarize::stochastic:
-        rng.uniforms(Stream::binarize, sub, 0, s.layout.global_row(first + n), u.data(), D);
-        for (size_t i = 0; i < D; ++i) x[i] = u[i] < px[i] / 255.0f ? 1.0f : 0.0f;
-        break;
-      case Binarize::none:
-        for (size_t i = 0; i < D; ++i) x[i] = px[i] / 255.0f;
-        break;
-    }
-  }
+  const Binarizer bin(mode, rng);
+  Matrix X(s.dim, count);
+  for (size_t n = 0; n < count; ++n)
+    bin.row(s.row(first + n), s.dim, sub, 0, s.layout.global_row(first + n),
+            X.col(static_cast<Index>(n)).data());
   return X;
 }
 

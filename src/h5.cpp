@@ -32,6 +32,12 @@ void Id::reset() {
   id_ = H5I_INVALID_HID;
 }
 
+herr_t Id::close() {
+  herr_t status = id_ >= 0 && closer_ ? closer_(id_) : 0;
+  id_ = H5I_INVALID_HID;
+  return status;
+}
+
 namespace {
 // H5Ewalk callback: remember the innermost (first) description on the stack.
 herr_t innermost(unsigned n, const H5E_error2_t* e, void* out) {
@@ -68,6 +74,14 @@ Id create_file(const std::string& path) {
   hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (id < 0) fail(path + ": cannot create HDF5 file");
   return Id(id, H5Fclose);
+}
+
+void close_written(Id& file, const std::string& path) {
+  if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) {
+    file.reset();
+    fail(path + ": cannot write");
+  }
+  if (file.close() < 0) fail(path + ": cannot write");
 }
 
 bool exists(hid_t loc, const std::string& path) {

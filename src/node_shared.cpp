@@ -54,7 +54,7 @@ NodeShared::NodeShared(size_t n_params, size_t n_extra, int group_size)
   if (leaders_ != MPI_COMM_NULL) MPI_Comm_size(leaders_, &nodes_);
   MPI_Bcast(&nodes_, 1, MPI_INT, 0, node_);
 
-  // Layout (floats): theta | inc | sum | L slots | L flags | barrier word, each block
+  // Layout (floats): theta | momentum | sum | L slots | L flags | barrier word, each block
   // 64-byte aligned.
   stride_ = round16(n_);
   const size_t np = round16(n_params_);
@@ -70,10 +70,10 @@ NodeShared::NodeShared(size_t n_params, size_t n_extra, int group_size)
   int disp = 0;
   MPI_Win_shared_query(win_, 0, &size, &disp, &base);
   theta_ = base;
-  inc_ = theta_ + np;
-  sum_ = inc_ + np;
+  momentum_ = theta_ + np;
+  sum_ = momentum_ + np;
   slots_ = sum_ + stride_;
-  slot_ = slots_ + static_cast<size_t>(local_rank_) * stride_;
+  grad_slot_ = slots_ + static_cast<size_t>(local_rank_) * stride_;
   flags_ = reinterpret_cast<uint32_t*>(slots_ + static_cast<size_t>(local_size_) * stride_);
   sync_ = reinterpret_cast<SyncWord*>(slots_ + static_cast<size_t>(local_size_) * stride_ + nflags);
   MPI_Win_lock_all(MPI_MODE_NOCHECK, win_);

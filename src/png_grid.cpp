@@ -2,14 +2,13 @@
 #include "rbm/png_grid.hpp"
 
 #include <png.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 
+#include "rbm/atomic_file.hpp"
 #include "rbm/errors.hpp"
 
 namespace rbm::png {
@@ -60,29 +59,21 @@ Image tile_grid(const std::vector<std::vector<uint8_t>>& tiles, const GridLayout
 }
 
 void write_png(const std::string& path, const Image& img) {
-  namespace fs = std::filesystem;
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  AtomicFile out(path);
   png_image pi;
   std::memset(&pi, 0, sizeof pi);
   pi.version = PNG_IMAGE_VERSION;
   pi.width = static_cast<png_uint_32>(img.width);
   pi.height = static_cast<png_uint_32>(img.height);
   pi.format = PNG_FORMAT_GRAY;
-  if (!png_image_write_to_file(&pi, tmp.c_str(), 0, img.pixels.data(),
+  // libpng's simplified writer checks fwrite, fflush and fclose and reports in message.
+  if (!png_image_write_to_file(&pi, out.temp_path().c_str(), 0, img.pixels.data(),
                                static_cast<png_int_32>(img.width), nullptr)) {
     const std::string msg = pi.message;
     png_image_free(&pi);
-    std::error_code ec;
-    fs::remove(tmp, ec);
     throw Error(path + ": cannot write PNG (" + msg + ")");
   }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    const std::string why = ec.message();
-    fs::remove(tmp, ec);
-    throw Error(path + ": cannot rename " + tmp + " to it (" + why + ")");
-  }
+  out.commit();
 }
 
 }  // namespace rbm::png

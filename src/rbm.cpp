@@ -1,6 +1,8 @@
 #include "rbm/rbm.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace rbm {
 
@@ -105,6 +107,32 @@ CdCounters cd_gradient(const Params& p, const CdConfig& cfg, const Eigen::Ref<co
   grad.b = X0.rowwise().sum() * sp - Vneg.rowwise().sum() * sn;
   grad.c = ws.P.rowwise().sum();
   return out;
+}
+
+uint32_t sgd_momentum_update(float* theta, float* momentum, const float* g, const SgdHyper& h,
+                             size_t a, size_t b) {
+  float* __restrict th = theta;
+  float* __restrict m = momentum;
+  const float* __restrict gr = g;
+  const float mu = h.momentum, lr = h.lr, wd = h.weight_decay;
+  uint32_t nonfinite = 0;
+  auto exponent_all_ones = [](float x) {
+    uint32_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    return static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  };
+  const size_t wb = std::min(b, h.n_weights), ba = std::max(a, h.n_weights);
+  for (size_t i = a; i < wb; ++i) {  // weights
+    m[i] = mu * m[i] + lr * (gr[i] - wd * th[i]);
+    th[i] += m[i];
+    nonfinite |= exponent_all_ones(th[i]);
+  }
+  for (size_t i = ba; i < b; ++i) {  // biases
+    m[i] = mu * m[i] + lr * gr[i];
+    th[i] += m[i];
+    nonfinite |= exponent_all_ones(th[i]);
+  }
+  return nonfinite;
 }
 
 // ---------------------------------------------------------------------------

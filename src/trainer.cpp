@@ -145,10 +145,8 @@ std::string seconds_text(double s) {
 // ---------------------------------------------------------------------------
 Trainer::Trainer(const MpiEnv& env, const TrainConfig& cfg, std::string config_text)
     : env_(env), cfg_(cfg), config_text_(std::move(config_text)), train_{ShardLayout(0, 0, 1), 0, {}},
-      monitor_{ShardLayout(0, 0, 1), 0, {}}, rng_(cfg.seed) {
-  for (int x = 0; x < 256; ++x)
-    lut_[x] = cfg_.binarize == "threshold" ? (x >= 128 ? 1.0f : 0.0f) : x / 255.0f;
-}
+      monitor_{ShardLayout(0, 0, 1), 0, {}}, rng_(cfg.seed),
+      binarizer_(parse_binarize(cfg.binarize), rng_) {}
 
 void Trainer::setup() {
   // Checks every rank makes identically: one message from rank 0, exit code 2.
@@ -196,8 +194,9 @@ void Trainer::setup() {
 
   shared_ = std::make_unique<NodeShared>(Params::count(V_, H_), kCounters, cfg_.node_size);
   theta_ = Params(shared_->theta(), V_, H_);
-  grad_ = Params(shared_->slot(), V_, H_);
-  inc_ = shared_->inc();
+  grad_ = Params(shared_->grad_slot(), V_, H_);
+  momentum_ = shared_->momentum();
+  counters_ = shared_->grad_slot() + theta_.size();
   if (cfg_.pcd) {
     ShardLayout cl(Cg_, env_.rank, env_.size);
     chain_index_.resize(cl.local_rows());
@@ -233,7 +232,7 @@ void Trainer::init_params() {
   std::vector<double> sum(V_, 0.0);
   for (size_t l = 0; l < train_.rows(); ++l) {
     const uint8_t* r = train_.row(l);
-    for (size_t i = 0; i < V_; ++i) sum[i] += lut_[r[i]];
+    for (size_t i = 0; i < V_; ++i) sum[i] += binarizer_.mean(r[i]);
   }
   MPI_Allreduce(MPI_IN_PLACE, sum.data(), static_cast<int>(V_), MPI_DOUBLE, MPI_SUM,
                 MPI_COMM_WORLD);
@@ -272,7 +271,7 @@ void Trainer::resume_from(const std::string& path) {
   });
   if (shared_->leader()) {
     std::copy(m.data.begin(), m.data.end(), theta_.data());
-    std::copy(st.momentum.begin(), st.momentum.end(), inc_);
+    std::copy(st.momentum.begin(), st.momentum.end(), momentum_);
   }
   shared_->barrier();
   for (Eigen::Index l = 0; l < chains_.cols(); ++l)
@@ -306,24 +305,17 @@ void Trainer::shuffle_for_epoch(uint64_t epoch) {
   }
 }
 
-void Trainer::transform(const Shard& s, size_t lo, size_t hi, const std::vector<uint32_t>* perm,
-                        uint64_t rng_step, Matrix& X, std::vector<uint64_t>* index) const {
+void Trainer::binarize_rows(const Shard& s, size_t lo, size_t hi,
+                            const std::vector<uint32_t>* perm, uint64_t rng_step, Matrix& X,
+                            std::vector<uint64_t>* index) const {
   const size_t n = hi - lo;
   X.resize(V_, n);
   if (index) index->resize(n);
-  std::vector<float> u(cfg_.binarize == "stochastic" ? V_ : 0);
   for (size_t k = 0; k < n; ++k) {
     const size_t l = perm ? (*perm)[lo + k] : lo + k;
     const uint64_t g = s.layout.global_row(l);
     if (index) (*index)[k] = g;
-    const uint8_t* r = s.row(l);
-    float* x = X.col(k).data();
-    if (cfg_.binarize == "stochastic") {
-      rng_.uniforms(Stream::binarize, 0, rng_step, g, u.data(), V_);
-      for (size_t i = 0; i < V_; ++i) x[i] = u[i] * 255.0f < r[i] ? 1.0f : 0.0f;
-    } else {
-      for (size_t i = 0; i < V_; ++i) x[i] = lut_[r[i]];
-    }
+    binarizer_.row(s.row(l), V_, 0, rng_step, g, X.col(k).data());
   }
 }
 
@@ -331,7 +323,7 @@ void Trainer::load_batch(uint64_t t, Matrix& X, std::vector<uint64_t>& index) co
   const uint64_t s = t % steps_per_epoch_;
   const size_t g0 = s * cfg_.batch, g1 = std::min(train_.layout.n, g0 + cfg_.batch);
   auto [lo, hi] = train_.layout.local_range(g0, g1);
-  transform(train_, lo, hi, &perm_, t, X, &index);
+  binarize_rows(train_, lo, hi, &perm_, t, X, &index);
 }
 
 // ---------------------------------------------------------------------------
@@ -342,66 +334,49 @@ bool Trainer::step(uint64_t t) {
   shuffle_for_epoch(epoch);
   const size_t Bg = std::min(cfg_.batch, train_.layout.n - s * cfg_.batch);
 
-  load_batch(t, X_, index_);  // X_ [V, B]
-  CdConfig cd{cfg_.cd_k, cfg_.pcd, t, Bg, std::max<size_t>(Cg_, 1)};
-  CdCounters cnt = cd_gradient(theta_, cd, X_, index_.data(), cfg_.pcd ? &chains_ : nullptr,
-                               chain_index_.data(), rng_, ws_, grad_);
-  const size_t nw = V_ * H_, np = theta_.size();
-  float* counters = grad_.data() + np;
-  counters[kReconSq] = static_cast<float>(cnt.recon_sq);
-  counters[kSamples] = static_cast<float>(X_.cols());
-  counters[kStop] = g_stop_signal ? 1.0f : 0.0f;
+  load_batch(t, X_, index_);  // X_ [V, B]: this rank's part of global batch s
+  const CdConfig cd{cfg_.cd_k, cfg_.pcd, t, Bg, std::max<size_t>(Cg_, 1)};
+  const CdCounters cnt = cd_gradient(theta_, cd, X_, index_.data(), cfg_.pcd ? &chains_ : nullptr,
+                                     chain_index_.data(), rng_, ws_, grad_);  // grad_ = g
+  counters_[kReconSq] = static_cast<float>(cnt.recon_sq);
+  counters_[kSamples] = static_cast<float>(X_.cols());
+  counters_[kStop] = g_stop_signal ? 1.0f : 0.0f;
 
-  // The step's one fused reduction (gradients + counters + stop flag), with the
-  // update of the node's shared parameters, segment by segment:
-  //   inc = mu*inc + lr*(g - wd*W)   (weights);   inc = mu*inc + lr*g   (biases)
-  //   theta += inc
-  // One pass also ORs the exponent bits of the new values (all ones = NaN or Inf).
-  const float mu = static_cast<float>(epoch < cfg_.momentum_epochs ? cfg_.initial_momentum
-                                                                   : cfg_.momentum);
-  const float lr = static_cast<float>(cfg_.lr / (1.0 + cfg_.lr_decay * static_cast<double>(epoch)));
-  const float wd = static_cast<float>(cfg_.weight_decay);
-  float* const theta = theta_.data();
-  float* const momentum = inc_;
-  auto update = [=](size_t a, size_t b, const float* sum) {
-    float* __restrict th = theta;
-    float* __restrict inc = momentum;
-    const float* __restrict g = sum;
-    uint32_t nonfinite = 0;
-    auto exponent_all_ones = [](float x) {
-      uint32_t bits;
-      std::memcpy(&bits, &x, sizeof bits);
-      return static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-    };
-    const size_t wb = std::min(b, nw), ba = std::max(a, nw);
-    for (size_t i = a; i < wb; ++i) {
-      inc[i] = mu * inc[i] + lr * (g[i] - wd * th[i]);
-      th[i] += inc[i];
-      nonfinite |= exponent_all_ones(th[i]);
-    }
-    for (size_t i = ba; i < b; ++i) {
-      inc[i] = mu * inc[i] + lr * g[i];
-      th[i] += inc[i];
-      nonfinite |= exponent_all_ones(th[i]);
-    }
-    return nonfinite;
-  };
+  // One fused reduction of [g | counters] over all ranks; each local rank then updates
+  // its segment of the node's parameters: m = mu m + lr (g - wd W); theta += m.
+  const SgdHyper hyper = hyper_for_epoch(epoch);
   const double tc = now();
-  const uint32_t nonfinite = shared_->reduce(update);
-  comm_seconds_ += now() - tc;
-  const float* g = shared_->sum();
-  if (nonfinite)
-    throw CollectiveError(
-        fmt("step ", t + 1, " (epoch ", epoch + 1, "): the parameters became NaN or infinite; "
-            "the learning rate ", cfg_.lr, " is probably too large (try --lr ", cfg_.lr / 10,
-            "); the last good checkpoint ", cfg_.checkpoint, " was kept"),
-        exit_code::diverged);
+  const uint32_t nonfinite = shared_->reduce([&](size_t a, size_t b, const float* g) {
+    return sgd_momentum_update(theta_.data(), momentum_, g, hyper, a, b);
+  });
+  reduce_seconds_ += now() - tc;
+  if (nonfinite) throw diverged(t, epoch);
 
-  epoch_.recon_sq += g[np + kReconSq];
-  epoch_.samples += g[np + kSamples];
-  epoch_.timed_samples += g[np + kSamples];
+  const float* sum = shared_->sum() + theta_.size();  // the summed counters
+  epoch_.recon_sq += sum[kReconSq];
+  epoch_.samples += sum[kSamples];
+  epoch_.timed_samples += sum[kSamples];
   if (cfg_.check_consistency && (t + 1) % cfg_.check_consistency == 0) check_consistency(t);
-  return g[np + kStop] > 0;
+  return sum[kStop] > 0;
+}
+
+/// The learning rate, momentum and weight decay in force in `epoch`.
+SgdHyper Trainer::hyper_for_epoch(uint64_t epoch) const {
+  SgdHyper h;
+  h.lr = static_cast<float>(cfg_.lr / (1.0 + cfg_.lr_decay * static_cast<double>(epoch)));
+  h.momentum = static_cast<float>(epoch < cfg_.momentum_epochs ? cfg_.initial_momentum
+                                                               : cfg_.momentum);
+  h.weight_decay = static_cast<float>(cfg_.weight_decay);
+  h.n_weights = V_ * H_;
+  return h;
+}
+
+CollectiveError Trainer::diverged(uint64_t t, uint64_t epoch) const {
+  return CollectiveError(
+      fmt("step ", t + 1, " (epoch ", epoch + 1, "): the parameters became NaN or infinite; "
+          "the learning rate ", cfg_.lr, " is probably too large (try --lr ", cfg_.lr / 10,
+          "); the last good checkpoint ", cfg_.checkpoint, " was kept"),
+      exit_code::diverged);
 }
 
 void Trainer::check_consistency(uint64_t t) {
@@ -420,7 +395,7 @@ double Trainer::mean_free_energy(const Shard& s) {
   const size_t m = std::min(cfg_.monitor_size, s.layout.n);
   auto [lo, hi] = s.layout.local_range(0, m);
   Matrix X;
-  transform(s, lo, hi, nullptr, UINT64_MAX, X, nullptr);  // fixed draws: the same every epoch
+  binarize_rows(s, lo, hi, nullptr, UINT64_MAX, X, nullptr);  // fixed draws: the same every epoch
   double sum[2] = {hi > lo ? static_cast<double>(free_energy(theta_, X).sum()) : 0.0,
                    static_cast<double>(hi - lo)};
   MPI_Allreduce(MPI_IN_PLACE, sum, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
@@ -438,7 +413,7 @@ void Trainer::save(uint64_t next_step, const std::string& why) {
   st.epoch_recon_sq = epoch_.recon_sq;
   st.epoch_samples = epoch_.samples;
   st.config = config_text_;
-  st.momentum.assign(inc_, inc_ + theta_.size());
+  st.momentum.assign(momentum_, momentum_ + theta_.size());
   if (cfg_.pcd) {
     // Gather the chains (binary) in global chain order on rank 0.
     std::vector<uint8_t> mine(chains_.size());
@@ -475,10 +450,10 @@ void Trainer::epoch_report(uint64_t epoch, uint64_t next_step, double train_seco
   double fe_train = mean_free_energy(train_);
   double fe_valid = have_monitor_ ? mean_free_energy(monitor_) : NAN;
   // Timings of the slowest rank: [training time, time in the step's reduction + update].
-  double slow[2] = {train_seconds, comm_seconds_};
+  double slow[2] = {train_seconds, reduce_seconds_};
   MPI_Allreduce(MPI_IN_PLACE, slow, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   const double slowest = slow[0];
-  comm_seconds_ = 0;
+  reduce_seconds_ = 0;
   const double recon = epoch_.recon_sq / std::max(1.0, epoch_.samples) / static_cast<double>(V_);
   const double rate = epoch_.timed_samples / std::max(slowest, 1e-9);
   const double elapsed = seconds_before_ + (now() - start_time_);

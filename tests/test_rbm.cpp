@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
 #include <vector>
 
+#include "rbm/binarize.hpp"
+#include "rbm/errors.hpp"
 #include "rbm/rbm.hpp"
 #include "rbm/rng.hpp"
 
@@ -182,4 +185,76 @@ TEST(Pcd, ModelExpectationsMatchExactEnumeration) {
   // error is <= 0.5 * sqrt(tau / (C*T)) = 0.0029. 6 standard errors: 0.0175.
   for (size_t k = 0; k < V * H; ++k)
     EXPECT_NEAR(est[k], exact[k], 0.0175) << "E[v_" << k / H << " h_" << k % H << "]";
+}
+
+// The update against a plain per-element loop written from the formula in rbm.hpp, over
+// segments [a, b) that straddle the weight/bias boundary (as the local ranks split the
+// buffer). The same float operations in the same order: the results are bitwise equal.
+TEST(Update, SgdMomentumEqualsPlainLoopOnEverySegment) {
+  const size_t V = 7, H = 5, n = rbm::Params::count(V, H), nw = V * H;
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> theta(n), mom(n), g(n);
+  for (size_t i = 0; i < n; ++i) theta[i] = u(gen), mom[i] = u(gen), g[i] = u(gen);
+  const rbm::SgdHyper h{0.05f, 0.9f, 2e-4f, nw};
+  std::vector<float> th_ref = theta, m_ref = mom;
+  for (size_t i = 0; i < n; ++i) {
+    const float decay = i < nw ? h.weight_decay * th_ref[i] : 0.0f;
+    m_ref[i] = h.momentum * m_ref[i] + h.lr * (g[i] - decay);
+    th_ref[i] = th_ref[i] + m_ref[i];
+  }
+  for (size_t cut : {size_t{0}, size_t{1}, nw - 1, nw, nw + 3, n}) {
+    std::vector<float> th = theta, m = mom;
+    EXPECT_EQ(rbm::sgd_momentum_update(th.data(), m.data(), g.data(), h, 0, cut), 0u);
+    EXPECT_EQ(rbm::sgd_momentum_update(th.data(), m.data(), g.data(), h, cut, n), 0u);
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(th[i], th_ref[i]) << "element " << i << ", cut " << cut;
+      ASSERT_EQ(m[i], m_ref[i]) << "element " << i << ", cut " << cut;
+    }
+  }
+}
+
+// A non-finite new value is reported, in the weights and in the biases, and only in
+// the segment that holds it.
+TEST(Update, ReportsNonFiniteValues) {
+  const size_t V = 3, H = 2, n = rbm::Params::count(V, H), nw = V * H;
+  const rbm::SgdHyper h{1.0f, 0.0f, 0.0f, nw};
+  for (size_t bad : {size_t{0}, nw + 1}) {
+    std::vector<float> th(n, 0.0f), m(n, 0.0f), g(n, 1.0f);
+    g[bad] = bad == 0 ? INFINITY : NAN;
+    EXPECT_EQ(rbm::sgd_momentum_update(th.data(), m.data(), g.data(), h, bad, bad + 1), 1u);
+    EXPECT_EQ(rbm::sgd_momentum_update(th.data(), m.data(), g.data(), h, bad + 1, n), 0u);
+  }
+}
+
+// One binarisation convention (binarize.hpp): none = x/255, threshold = [x >= 128],
+// stochastic = [u < x/255] with u the documented Philox draw; its empirical mean over
+// many images is x/255 within 4 standard errors.
+TEST(Binarizer, MatchesTheDocumentedConvention) {
+  const rbm::CounterRng rng(9);
+  std::vector<uint8_t> px(256);
+  for (int x = 0; x < 256; ++x) px[x] = static_cast<uint8_t>(x);
+  std::vector<float> v(256), u(256);
+  rbm::Binarizer none(rbm::Binarize::none, rng), thr(rbm::Binarize::threshold, rng),
+      sto(rbm::Binarize::stochastic, rng);
+  none.row(px.data(), 256, 0, 0, 0, v.data());
+  for (int x = 0; x < 256; ++x) EXPECT_EQ(v[x], static_cast<float>(x) / 255.0f);
+  thr.row(px.data(), 256, 0, 0, 0, v.data());
+  for (int x = 0; x < 256; ++x) EXPECT_EQ(v[x], x >= 128 ? 1.0f : 0.0f);
+  std::vector<double> mean(256, 0.0);
+  const int N = 4000;
+  for (int n = 0; n < N; ++n) {
+    sto.row(px.data(), 256, 2, 5, n, v.data());
+    rng.uniforms(rbm::Stream::binarize, 2, 5, n, u.data(), 256);
+    for (int x = 0; x < 256; ++x) {
+      ASSERT_EQ(v[x], u[x] < static_cast<float>(x) / 255.0f ? 1.0f : 0.0f);
+      mean[x] += static_cast<double>(v[x]) / N;
+    }
+  }
+  for (int x = 0; x < 256; ++x) {
+    const double p = x / 255.0, se = std::sqrt(p * (1 - p) / N);
+    EXPECT_NEAR(mean[x], p, 4 * se + 1e-12) << "pixel value " << x;
+    EXPECT_EQ(sto.mean(static_cast<uint8_t>(x)), static_cast<float>(x) / 255.0f);
+  }
+  EXPECT_THROW(rbm::parse_binarize("gray"), rbm::UsageError);
 }

@@ -3,7 +3,7 @@
 // hidden-unit features and a linear probe on them. The math of `rbm_eval`; no MPI here
 // (the program spreads AIS runs over ranks and gathers the weights).
 //
-// defines: rbm::eval::Binarize, images_matrix, log_z_exact, ais_betas, base_rate_biases,
+// defines: rbm::eval::images_matrix, log_z_exact, ais_betas, base_rate_biases,
 //          log_z_base_rate, ais_groups, ais_log_weights, AisEstimate, ais_combine, free_energy_d, pl_flip_index,
 //          pseudo_loglik, recon_sq, gibbs_snapshots, ProbeResult, softmax_probe
 //
@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "rbm/binarize.hpp"
 #include "rbm/dataset.hpp"
 #include "rbm/rbm.hpp"
 #include "rbm/rng.hpp"
@@ -40,16 +41,12 @@ inline constexpr uint32_t kSubChainVisible = 7;///< v of chain sweep t
 
 // ---- data -------------------------------------------------------------------
 
-/// How uint8 pixels x become visible values.
-enum class Binarize {
-  threshold,   ///< v = 1 if x >= 128 else 0
-  stochastic,  ///< v = 1 if u < x / 255, u from CounterRng(seed)(Stream::binarize, split sub,
-               ///< step 0, global image index, pixel)
-  none,        ///< v = x / 255 (grey values in [0, 1])
-};
-Binarize parse_binarize(const std::string& name);  ///< throws UsageError naming the flag
-std::string binarize_name(Binarize b);             ///< "threshold" / "stochastic" / "none"
-std::string binarize_text(Binarize b);             ///< e.g. "threshold (pixel >= 128)"
+/// How uint8 pixels become visible values: rbm/binarize.hpp (one convention with the
+/// trainer). Stochastic draws here: sub = split_sub(split), step 0, index = global image id.
+using rbm::Binarize;
+using rbm::binarize_name;
+using rbm::binarize_text;
+using rbm::parse_binarize;
 
 /// Sub-stream of Stream::binarize for a split: train 0, test 1, validation 2, other 3.
 uint32_t split_sub(const std::string& split);

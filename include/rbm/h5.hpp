@@ -31,6 +31,9 @@ class Id {
   Id& operator=(Id&& o) noexcept;
   ~Id() { reset(); }
   void reset();
+  /// Closes now and returns the closer's status (reset() ignores it). Use for files
+  /// being written: H5Fclose is where HDF5 writes what it still buffers.
+  herr_t close();
   hid_t get() const { return id_; }
   operator hid_t() const { return id_; }  // NOLINT: pass straight to H5 calls
 
@@ -43,8 +46,11 @@ class Id {
 [[noreturn]] void fail(const std::string& context);
 
 Id open_file(const std::string& path, bool writable = false);
-/// Creates (truncating) a file. Used only on temporary names that are renamed at the end.
+/// Creates (truncating) a file. Used only on AtomicFile temporaries (rbm/atomic_file.hpp).
 Id create_file(const std::string& path);
+/// Flushes and closes a file being written; any failure (a full disk, an I/O error)
+/// throws rbm::Error "<path>: cannot write: <innermost HDF5 message>".
+void close_written(Id& file, const std::string& path);
 
 /// True if every component of an absolute path like "/train/images" exists.
 bool exists(hid_t loc, const std::string& path);

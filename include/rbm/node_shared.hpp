@@ -4,14 +4,14 @@
 // defines: rbm::NodeShared
 //
 // Ranks on the same node (MPI_COMM_TYPE_SHARED) share, through one MPI-3 shared
-// memory window: the parameters theta and momentum inc (ONE copy per node, read by
+// memory window: the parameters theta and their momentum (ONE copy per node, read by
 // every local rank's GEMMs), one gradient slot per local rank, and the summed buffer.
 // A step's reduction of the fused buffer [dW | db | dc | counters] (n floats):
 //   1. barrier                               every local rank has written its slot
 //   2. local rank l sums segment l of all L slots, in slot order, into `sum`
 //   3. if the job spans several nodes: node leaders make ONE MPI_Allreduce of the
 //      whole `sum` across nodes (then a barrier)
-//   4. local rank l applies the update to segment l of theta and inc
+//   4. local rank l applies the update to segment l of theta and momentum
 //   5. barrier                               everyone sees the new theta and the sums
 // Why not a flat MPI_Allreduce and an update on every rank: with L ranks per node
 // every rank would hold, reduce and update its own copy of the model — L times the
@@ -44,11 +44,12 @@ class NodeShared {
   NodeShared& operator=(const NodeShared&) = delete;
 
   float* theta() const { return theta_; }  ///< [n_params] shared parameters
-  float* inc() const { return inc_; }      ///< [n_params] shared momentum
-  float* slot() const { return slot_; }    ///< [n_params + n_extra] this rank's gradient
+  float* momentum() const { return momentum_; }  ///< [n_params] shared momentum
+  /// [n_params + n_extra] this rank's slot: its gradient [dW | db | dc], then the counters
+  float* grad_slot() const { return grad_slot_; }
   const float* sum() const { return sum_; }  ///< [n_params + n_extra] after reduce()
 
-  /// Steps 1-5 above. `update(a, b, g)` must update theta/inc[a, b) from the summed
+  /// Steps 1-5 above. `update(a, b, g)` must update theta/momentum[a, b) from the summed
   /// gradient g[a, b) and return non-zero if a new value is not finite; reduce()
   /// returns the OR over all ranks of the node.
   uint32_t reduce(const std::function<uint32_t(size_t a, size_t b, const float* g)>& update);
@@ -68,7 +69,7 @@ class NodeShared {
   MPI_Comm node_ = MPI_COMM_NULL, leaders_ = MPI_COMM_NULL;
   MPI_Win win_ = MPI_WIN_NULL;
   int local_rank_ = 0, local_size_ = 1, nodes_ = 1;
-  float *theta_ = nullptr, *inc_ = nullptr, *slots_ = nullptr, *slot_ = nullptr,
+  float *theta_ = nullptr, *momentum_ = nullptr, *slots_ = nullptr, *grad_slot_ = nullptr,
         *sum_ = nullptr;
   uint32_t* flags_ = nullptr;
   struct SyncWord;              // barrier counter + generation, in the shared window

@@ -47,8 +47,8 @@ std::vector<uint8_t> probs_to_bytes(const float* p, size_t n);
 Image tile_grid(const std::vector<std::vector<uint8_t>>& tiles, const GridLayout& layout,
                 uint8_t border);
 
-/// Writes an 8-bit greyscale PNG with libpng's simplified API, atomically: to
-/// "<path>.tmp.<pid>" first, renamed over `path` when complete. Throws rbm::Error.
+/// Writes an 8-bit greyscale PNG with libpng's simplified API, atomically
+/// (rbm/atomic_file.hpp). Throws rbm::Error.
 void write_png(const std::string& path, const Image& img);
 
 }  // namespace rbm::png

@@ -2,7 +2,8 @@
 // conditionals, sampling and the Contrastive Divergence statistics.
 //
 // defines: rbm::Params (views), rbm::ParamBuffer, rbm::free_energy, hidden_probs,
-//          visible_probs, sample_bernoulli, CdWorkspace, cd_gradient, cd_gradient_naive
+//          visible_probs, sample_bernoulli, CdWorkspace, cd_gradient, cd_gradient_naive,
+//          SgdHyper, sgd_momentum_update
 //
 // Letters, used in every shape comment:
 //   V = visible units (pixels), H = hidden units,
@@ -138,6 +139,24 @@ CdCounters cd_gradient(const Params& p, const CdConfig& cfg, const Eigen::Ref<co
 CdCounters cd_gradient_naive(const Params& p, const CdConfig& cfg, const Matrix& X,
                              const uint64_t* sample_index, Matrix* chains,
                              const uint64_t* chain_index, const CounterRng& rng, Params grad);
+
+/// Hyper-parameters of one update (those in force for the step's epoch).
+struct SgdHyper {
+  float lr = 0.1f;            ///< learning rate
+  float momentum = 0.5f;      ///< mu
+  float weight_decay = 0.0f;  ///< lambda, L2 on the weights only
+  size_t n_weights = 0;       ///< V*H: elements [0, V*H) of the layout are W
+};
+
+/// SGD with momentum and L2 weight decay (Hinton 2010, sections 9-10) on elements
+/// [a, b) of the parameter layout [W | b | c], from the summed gradient g:
+///   m_i     <- mu m_i + lr (g_i - lambda theta_i)     i <  V*H (weights)
+///   m_i     <- mu m_i + lr g_i                        i >= V*H (biases)
+///   theta_i <- theta_i + m_i
+/// Returns 1 if some new theta_i is NaN or infinite (exponent bits all ones), else 0.
+/// Each element is independent, so the local ranks of a node update disjoint segments.
+uint32_t sgd_momentum_update(float* theta, float* momentum, const float* g, const SgdHyper& h,
+                             size_t a, size_t b);
 
 /// Numerically stable softplus log(1 + e^x).
 inline float softplus(float x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }

@@ -8,8 +8,8 @@
 //   3. g     += counters (reconstruction error, samples, stop flag)
 //   4. sum g over all ranks    — one fused reduction (node_shared.hpp: through the node's
 //                                shared memory, then ONE MPI_Allreduce across nodes)
-//   5. inc    = mu * inc + lr * (g - wd * [W, 0, 0]);  theta += inc
-// theta and inc exist once per node (shared memory) and the update of each segment
+//   5. m      = mu * m + lr * (g - wd * [W, 0, 0]);  theta += m   (sgd_momentum_update)
+// theta and its momentum m exist once per node (shared memory) and the update of each segment
 // is made by one local rank, so every rank sees the same model after every step.
 #pragma once
 
@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "rbm/binarize.hpp"
 #include "rbm/checkpoint.hpp"
 #include "rbm/cli.hpp"
 #include "rbm/dataset.hpp"
@@ -67,7 +68,7 @@ class Trainer {
   size_t steps_per_epoch() const { return steps_per_epoch_; }
   size_t train_rows() const { return train_.layout.n; }
   /// Seconds spent in the steps' reductions since the last epoch report (or start).
-  double reduce_seconds() const { return comm_seconds_; }
+  double reduce_seconds() const { return reduce_seconds_; }
 
  private:
   struct Monitor {
@@ -77,8 +78,12 @@ class Trainer {
   void init_params();
   void resume_from(const std::string& path);
   void load_batch(uint64_t t, Matrix& X, std::vector<uint64_t>& index) const;
-  void transform(const Shard& s, size_t lo, size_t hi, const std::vector<uint32_t>* perm,
-                 uint64_t rng_step, Matrix& X, std::vector<uint64_t>* index) const;
+  /// Local rows [lo, hi) of `s` (through `perm` when given) as [V, hi - lo] visible
+  /// values; `index` gets their global ids.
+  void binarize_rows(const Shard& s, size_t lo, size_t hi, const std::vector<uint32_t>* perm,
+                     uint64_t rng_step, Matrix& X, std::vector<uint64_t>* index) const;
+  SgdHyper hyper_for_epoch(uint64_t epoch) const;
+  CollectiveError diverged(uint64_t t, uint64_t epoch) const;
   void shuffle_for_epoch(uint64_t epoch);
   double mean_free_energy(const Shard& s);
   void save(uint64_t next_step, const std::string& why);
@@ -93,10 +98,11 @@ class Trainer {
   bool have_monitor_ = false;
   size_t V_ = 0, H_ = 0, Cg_ = 0;
   size_t steps_per_epoch_ = 0;
-  std::unique_ptr<NodeShared> shared_;  // the node's copy of theta, inc and the sums
-  Params theta_;               // parameters, shared per node   [W | b | c]
-  Params grad_;                // this rank's gradient slot     [W | b | c | recon, n, stop]
-  float* inc_ = nullptr;       // momentum (parameter increments), parameter layout
+  std::unique_ptr<NodeShared> shared_;  // the node's copy of theta, momentum and the sums
+  Params theta_;               // parameters, shared per node         [W | b | c]
+  float* momentum_ = nullptr;  // momentum, shared per node, same layout [W | b | c]
+  Params grad_;                // this rank's gradient slot: g          [W | b | c]
+  float* counters_ = nullptr;  // ... followed by its counters          [recon, n, stop]
   Matrix chains_;              // [V, C] this rank's persistent chains (PCD)
   std::vector<uint64_t> chain_index_;
   std::vector<uint32_t> perm_; // this epoch's order of the local rows (shuffle)
@@ -105,12 +111,12 @@ class Trainer {
   CdWorkspace ws_;
   Matrix X_;
   std::vector<uint64_t> index_;
-  float lut_[256];             // byte -> input value (none / threshold)
+  Binarizer binarizer_;        // pixels -> visible values (binarize.hpp)
   uint64_t start_step_ = 0;
   Monitor epoch_;
   double seconds_before_ = 0;  // training time of earlier runs (resume)
   double start_time_ = 0;
-  double comm_seconds_ = 0;    // time in the step's reduction (+ update, barriers) this epoch
+  double reduce_seconds_ = 0;  // time in the step's reduction (+ update, barriers) this epoch
 };
 
 }  // namespace rbm

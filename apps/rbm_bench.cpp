@@ -21,8 +21,8 @@
 
 #include <chrono>
 #include <cstdio>
-#include <sstream>
 
+#include "rbm/bench.hpp"
 #include "rbm/blas_backend.hpp"
 #include "rbm/cli.hpp"
 #include "rbm/mpi_env.hpp"
@@ -30,52 +30,6 @@
 
 using namespace rbm;
 namespace po = cli::po;
-
-namespace {
-struct Shape {
-  size_t H, B;
-};
-
-std::vector<Shape> parse_shapes(const std::string& s) {
-  std::vector<Shape> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t x = item.find('x');
-    if (x == std::string::npos) throw UsageError("--shapes " + s + ": use HxB pairs like 256x64,500x100");
-    try {
-      out.push_back({std::stoul(item.substr(0, x)), std::stoul(item.substr(x + 1))});
-    } catch (const std::exception&) {
-      throw UsageError("--shapes " + s + ": use HxB pairs like 256x64,500x100");
-    }
-    if (out.back().H == 0 || out.back().B == 0) throw UsageError("--shapes " + s + ": H, B >= 1");
-  }
-  return out;
-}
-
-/// GEMM rate (flop/s) of CD-1's products for V x H weights and batch B.
-double gemm_rate(size_t V, size_t H, size_t B, double seconds) {
-  MatrixRM W = MatrixRM::Random(V, H);  // [V, H]
-  Matrix X = Matrix::Random(V, B), Hm(H, B), Vm(V, B);
-  Matrix A = Matrix::Random(V, 2 * B), P = Matrix::Random(H, 2 * B);
-  MatrixRM G(V, H);
-  auto once = [&] {
-    Hm.noalias() = W.transpose() * X;  // 2VHB
-    Vm.noalias() = W * Hm;             // 2VHB
-    Hm.noalias() = W.transpose() * Vm; // 2VHB
-    G.noalias() = A * P.transpose();   // 4VHB
-  };
-  once();
-  size_t reps = 0;
-  double t0 = MPI_Wtime(), t = 0;
-  do {
-    once();
-    ++reps;
-    t = MPI_Wtime() - t0;
-  } while (t < seconds);
-  return 10.0 * V * H * B * reps / t;
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   blas::ensure_fast_kernel(argc, argv);
@@ -98,10 +52,10 @@ int main(int argc, char** argv) {
     cli::Parsed parsed;
     agree(env, [&] { parsed = cli::parse(prog, opts, argc, argv, nullptr, env.root()); });
     if (parsed.help) return exit_code::ok;
-    std::vector<Shape> shapes;
+    std::vector<bench::Shape> shapes;
     agree(env, [&] {
       if (data.empty()) throw UsageError("--data is required (a file written by mnist2h5)");
-      shapes = parse_shapes(shapes_text);
+      shapes = bench::parse_shapes(shapes_text);
     });
     DatasetInfo info;
     agree(env, [&] { info = inspect_dataset(data, schema::train_images); });
@@ -110,7 +64,7 @@ int main(int argc, char** argv) {
                   blas::describe().c_str());
       std::printf("# data %s: %zu images x %zu pixels; CD-1, lr 0.1, momentum 0.5, shuffled; "
                   "time = slowest rank\n", data.c_str(), info.rows, info.dim);
-      std::printf("# bound = GEMM rate / (10 V H) flops per sample, see tools/rbm_bench.cpp\n");
+      std::printf("# bound = GEMM rate / (10 V H) flops per sample, see apps/rbm_bench.cpp\n");
       std::printf("#%6s %6s %10s %12s %12s %7s %10s  %s\n", "H", "B", "gemm_rate", "bound",
                   "measured", "ratio", "reduce", "check");
       std::printf("#%6s %6s %10s %12s %12s %7s %10s  %s\n", "", "", "(GFLOP/s)", "(samples/s)",
@@ -118,7 +72,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     bool all_ok = true;
-    for (const Shape& s : shapes) {
+    for (const bench::Shape& s : shapes) {
       TrainConfig cfg;
       cfg.data = data;
       cfg.train_path = schema::train_images;
@@ -133,7 +87,7 @@ int main(int argc, char** argv) {
       tr.setup();
       // GEMM rate of the machine: every rank measures the full batch's products at
       // the same time, and the rates add up (on one rank: one core's rate).
-      double rate = gemm_rate(info.dim, s.H, s.B, gemm_seconds);
+      double rate = bench::gemm_rate(info.dim, s.H, s.B, gemm_seconds);
       MPI_Allreduce(MPI_IN_PLACE, &rate, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
       const size_t n = steps ? steps : tr.steps_per_epoch();
       uint64_t t = 0;

@@ -9,133 +9,28 @@
 // Pixels and labels are copied byte for byte; images are flattened to rows*cols per row.
 //
 // Every input is read and checked completely before anything is written. The output
-// is written as OUT.h5.tmp.<pid> in the same folder and renamed to OUT.h5 at the end,
-// so a failed (or interrupted) run leaves no file behind, and --force replaces an old
-// OUT.h5 only when the new one is complete.
-#include <unistd.h>
-
-#include <cerrno>
+// is written atomically (rbm/atomic_file.hpp; SIGINT/SIGTERM/SIGHUP remove the
+// temporary), so a failed or interrupted run leaves no file behind, and --force
+// replaces an old OUT.h5 only when the new one is complete. The conversion itself is
+// rbm/mnist_h5.hpp.
 #include <chrono>
-#include <csignal>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <string>
-#include <vector>
 
+#include "rbm/atomic_file.hpp"
 #include "rbm/blas_backend.hpp"
 #include "rbm/cli.hpp"
-#include "rbm/dataset.hpp"
 #include "rbm/errors.hpp"
-#include "rbm/h5.hpp"
-#include "rbm/idx.hpp"
+#include "rbm/mnist_h5.hpp"
 #include "rbm/mpi_env.hpp"
 
 namespace fs = std::filesystem;
 namespace po = boost::program_options;
 using rbm::fmt;
-using rbm::IdxArray;
 using rbm::UsageError;
 
 namespace {
-
-// ---- input files ------------------------------------------------------------
-
-struct Inputs {
-  std::string train_images, train_labels, test_images, test_labels;  // test_* may be ""
-};
-
-// The file in `dir` for e.g. stem "train-images", kind "idx3-ubyte": the dashed or the
-// dotted spelling, raw or .gz, the first that exists.
-std::string find_in(const fs::path& dir, const std::string& stem, const std::string& kind) {
-  const std::string dash = stem + "-" + kind, dot = stem + "." + kind;
-  for (const std::string& name : {dash, dash + ".gz", dot, dot + ".gz"}) {
-    std::error_code ec;
-    if (fs::is_regular_file(dir / name, ec)) return (dir / name).string();
-  }
-  throw UsageError(fmt(dir.string(), ": no ", stem, " file: looked for ", dash, ", ", dot,
-                       " (each raw or .gz)"));
-}
-
-Inputs find_inputs(const std::string& dir) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    throw UsageError(dir + ": no such folder (DIR must hold the four MNIST IDX files)");
-  return {find_in(dir, "train-images", "idx3-ubyte"), find_in(dir, "train-labels", "idx1-ubyte"),
-          find_in(dir, "t10k-images", "idx3-ubyte"), find_in(dir, "t10k-labels", "idx1-ubyte")};
-}
-
-// An image file and its label file, checked to describe the same images.
-struct Set {
-  IdxArray images, labels;
-  size_t n() const { return images.count(); }
-  size_t dim() const { return images.item_size(); }
-};
-
-Set read_set(const std::string& images, const std::string& labels) {
-  Set s{rbm::read_idx(images, 3, "images"), rbm::read_idx(labels, 1, "labels")};
-  if (s.images.count() != s.labels.count())
-    throw UsageError(fmt(images, " has ", s.images.count(), " images but ", labels, " has ",
-                         s.labels.count(), " labels (they must come from the same set)"));
-  return s;
-}
-
-// ---- output -----------------------------------------------------------------
-
-// Path of the temporary output, for the signal handler (which may only call unlink).
-char g_temp_path[4096] = "";
-
-extern "C" void remove_temp_and_die(int sig) {
-  if (g_temp_path[0]) unlink(g_temp_path);
-  std::signal(sig, SIG_DFL);
-  std::raise(sig);
-}
-
-// OUT.h5.tmp.<pid>: removed on any failure (exception or SIGINT/SIGTERM/SIGHUP),
-// renamed to OUT.h5 by commit().
-class TempOutput {
- public:
-  explicit TempOutput(const std::string& final_path)
-      : final_(final_path), temp_(fmt(final_path, ".tmp.", getpid())) {
-    if (temp_.size() >= sizeof g_temp_path) throw UsageError(final_ + ": path too long");
-    std::strcpy(g_temp_path, temp_.c_str());
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, remove_temp_and_die);
-  }
-  TempOutput(const TempOutput&) = delete;
-  TempOutput& operator=(const TempOutput&) = delete;
-  ~TempOutput() {
-    if (!committed_) unlink(temp_.c_str());
-    g_temp_path[0] = '\0';
-  }
-  const std::string& path() const { return temp_; }
-  void commit() {
-    if (std::rename(temp_.c_str(), final_.c_str()) != 0)
-      throw rbm::Error(
-          fmt(final_, ": cannot rename ", temp_, " to it (", std::strerror(errno), ")"));
-    committed_ = true;
-  }
-
- private:
-  std::string final_, temp_;
-  bool committed_ = false;
-};
-
-// Writes images [first, first+count) of `s` as <images_path> [count, rows*cols] with
-// attributes rows, cols, and their labels as <labels_path> [count].
-void write_rows(hid_t f, const char* images_path, const char* labels_path, const Set& s,
-                size_t first, size_t count, rbm::h5::Storage storage) {
-  const size_t d = s.dim();
-  rbm::h5::write_array<uint8_t>(f, images_path, s.images.data.data() + first * d, {count, d},
-                                storage);
-  rbm::h5::Id obj = rbm::h5::open_object(f, images_path);
-  rbm::h5::write_attr(obj, "rows", int64_t{s.images.dims[1]});
-  rbm::h5::write_attr(obj, "cols", int64_t{s.images.dims[2]});
-  rbm::h5::write_array<uint8_t>(f, labels_path, s.labels.data.data() + first, {count});
-}
-
-std::string absolute(const std::string& p) {
-  return fs::absolute(p).lexically_normal().string();
-}
 
 // ---- main -------------------------------------------------------------------
 
@@ -192,7 +87,7 @@ int convert(int argc, char** argv) {
     throw UsageError(
         "no output file: give DIR OUT.h5, or --train-images F --train-labels F "
         "OUT.h5 (see mnist2h5 --help)");
-  Inputs in;
+  rbm::MnistFiles in;
   if (by_name) {
     if (!dir.empty())
       throw UsageError(fmt("input folder ", dir,
@@ -214,7 +109,7 @@ int convert(int argc, char** argv) {
       throw UsageError(
           "no input: give DIR OUT.h5, or --train-images F --train-labels F OUT.h5 "
           "(see mnist2h5 --help)");
-    in = find_inputs(dir);
+    in = rbm::find_mnist_files(dir);
   }
 
   const long k = vm["validation-size"].as<long>(), chunk = vm["chunk-rows"].as<long>();
@@ -234,9 +129,9 @@ int convert(int argc, char** argv) {
     throw UsageError(fmt(out, ": already exists (add --force to replace it)"));
 
   // ---- read and check everything ------------------------------------------------
-  const Set train = read_set(in.train_images, in.train_labels);
+  const rbm::IdxSet train = rbm::read_idx_set(in.train_images, in.train_labels);
   const bool has_test = !in.test_images.empty();
-  const Set test = has_test ? read_set(in.test_images, in.test_labels) : Set{};
+  const rbm::IdxSet test = has_test ? rbm::read_idx_set(in.test_images, in.test_labels) : rbm::IdxSet{};
   if (has_test &&
       (test.images.dims[1] != train.images.dims[1] || test.images.dims[2] != train.images.dims[2]))
     throw UsageError(fmt(in.test_images, ": images are ", test.images.dims[1], "x",
@@ -248,26 +143,10 @@ int convert(int argc, char** argv) {
     throw UsageError(fmt("--validation-size ", k, ": must be smaller than the ", n,
                          " training images in ", in.train_images));
 
-  // ---- write OUT.h5.tmp.<pid>, then rename ------------------------------------------
-  TempOutput temp(out);
-  try {
-    rbm::h5::Id f = rbm::h5::create_file(temp.path());
-    const rbm::h5::Storage storage{static_cast<hsize_t>(chunk), level};
-    namespace schema = rbm::schema;
-    write_rows(f, schema::train_images, schema::train_labels, train, 0, n - n_valid, storage);
-    if (n_valid)
-      write_rows(f, schema::valid_images, schema::valid_labels, train, n - n_valid, n_valid,
-                 storage);
-    if (has_test)
-      write_rows(f, schema::test_images, schema::test_labels, test, 0, test.n(), storage);
-    std::string source = absolute(in.train_images) + ", " + absolute(in.train_labels);
-    if (has_test) source += ", " + absolute(in.test_images) + ", " + absolute(in.test_labels);
-    rbm::h5::write_attr(f, "source", source);
-    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) rbm::h5::fail("cannot flush");
-  } catch (const rbm::Error& e) {  // a full disk, say: name the file in the one line
-    const std::string msg = e.what();
-    throw rbm::Error(msg.rfind(temp.path(), 0) == 0 ? msg : temp.path() + ": " + msg, e.code());
-  }
+  // ---- write atomically ------------------------------------------------------------
+  rbm::AtomicFile temp(out, /*cleanup_on_signal=*/true);
+  rbm::write_mnist_h5(temp.temp_path(), train, has_test ? &test : nullptr, n_valid, in,
+                      rbm::h5::Storage{static_cast<hsize_t>(chunk), level});
   temp.commit();
 
   const double seconds =
