@@ -75,6 +75,8 @@ std::string overview() {
         "usage: rbm_eval SUBCOMMAND ARGS... [options]   (rbm_eval SUBCOMMAND --help for its "
         "options)\n\n";
   for (const Subcommand& s : subcommands()) os << "  " << s.usage << "\n      " << s.summary << "\n";
+  os << "\nrbm_eval --version prints the version, GEMM, MPI and HDF5 libraries and target "
+        "architecture.\n";
   os << "\nErrors are one line on stderr; exit code 2 for bad input, 1 for I/O or internal "
         "errors.\n";
   return os.str();
@@ -92,6 +94,10 @@ int dispatch(const MpiEnv& env, int argc, char** argv) {
   const std::string name = argc > 1 ? argv[1] : "";
   if (name == "--help" || name == "-h") {
     if (env.root()) std::printf("%s", overview().c_str());
+    return exit_code::ok;
+  }
+  if (name == "--version") {
+    if (env.root()) std::printf("%s", cli::version_text("rbm_eval").c_str());
     return exit_code::ok;
   }
   if (name == "--help-markdown") {

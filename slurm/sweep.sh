@@ -20,7 +20,8 @@
 #   HIDDEN="256 500 1000"   the values to sweep
 #   SBATCH_OPTS="..."       extra sbatch options for the training jobs (e.g. "-n 16 --time=2:00:00
 #                           -p gpu -A myproject"); SUMMARY_OPTS / CONVERT_OPTS for the others
-#   RBM_BIN, RBM_LAUNCHER   as for rbm_dist.sbatch (RBM_BIN defaults to <repo>/build here)
+#   RBM_BIN, RBM_LAUNCHER   as for rbm_dist.sbatch (RBM_BIN defaults to <repo>/build here,
+#                           and to the installed bin/ in the copy `cmake --install` wrote)
 #
 # Every training job is an ordinary rbm_dist.sbatch job: it checkpoints before its time limit,
 # requeues itself and resumes, so `afterok` waits for the run's real end. Watch it with
@@ -42,7 +43,10 @@ done
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)   # on the login node $0 is the real file
 repo=$(dirname "$here")
-export RBM_BIN=${RBM_BIN:-$repo/build}
+# The installed copy (cmake --install) names the installed bin folder here; the
+# sbatch scripts installed next to it know it too, so RBM_BIN is not needed then.
+rbm_installed_bin=
+[[ -n ${RBM_BIN:-} || -n $rbm_installed_bin ]] || export RBM_BIN=$repo/build
 hidden=${HIDDEN:-256 500 1000}
 mkdir -p "$sweep_dir"
 read -r -a train_opts <<<"${SBATCH_OPTS:-}"

@@ -1,5 +1,9 @@
 #include "rbm/cli.hpp"
 
+#include <H5public.h>
+#include <mpi.h>
+
+#include <cctype>
 #include <cstdint>
 #include <fstream>
 #include <iomanip>
@@ -7,6 +11,7 @@
 #include <sstream>
 #include <vector>
 
+#include "rbm/blas_backend.hpp"
 #include "rbm/errors.hpp"
 
 namespace rbm::cli {
@@ -16,6 +21,8 @@ po::options_description common_options() {
   po::options_description c("Common options");
   c.add_options()
       ("help,h", "print this help and exit")
+      ("version", "print the version, GEMM backend, MPI and HDF5 libraries and the build's "
+       "target architecture, and exit")
       ("config", po::value<std::string>()->value_name("FILE"),
        "read options from FILE (one 'name = value' per line); the command line wins")
       ("help-markdown", "print the options as a Markdown table (for the README) and exit");
@@ -91,6 +98,40 @@ std::string help_text(const Program& prog, const po::options_description& opts) 
   return os.str();
 }
 
+#ifndef RBM_TARGET_ARCH
+#define RBM_TARGET_ARCH "unknown"
+#endif
+
+std::string version_text(const std::string& program) {
+  std::ostringstream os;
+  os << program.substr(0, program.find(' ')) << " " << RBM_VERSION << "\n";
+  os << "GEMM: " << blas::describe() << "\n";
+  // MPI_Get_library_version may be called before MPI_Init (MPI 3.0, section 8.1.1).
+  char mpi[MPI_MAX_LIBRARY_VERSION_STRING] = {0};
+  int len = 0;
+  MPI_Get_library_version(mpi, &len);
+  std::string mpi_text(mpi, static_cast<size_t>(len));  // Open MPI counts a '\0' in len
+  mpi_text = mpi_text.substr(0, mpi_text.find_first_of(std::string("\n\0", 2)));  // MPICH: many lines
+  while (!mpi_text.empty() && std::isspace(static_cast<unsigned char>(mpi_text.back())))
+    mpi_text.pop_back();
+  int mpi_major = 0, mpi_minor = 0;
+  MPI_Get_version(&mpi_major, &mpi_minor);
+  os << "MPI: " << mpi_text << " (MPI " << mpi_major << "." << mpi_minor << ")\n";
+  unsigned h_major = 0, h_minor = 0, h_release = 0;
+  H5get_libversion(&h_major, &h_minor, &h_release);
+  os << "HDF5: " << h_major << "." << h_minor << "." << h_release << " (built against "
+     << H5_VERS_MAJOR << "." << H5_VERS_MINOR << "." << H5_VERS_RELEASE << ")\n";
+  os << "target architecture: " << RBM_TARGET_ARCH << "\n";
+#if defined(__clang__)
+  os << "compiler: Clang " << __clang_major__ << "." << __clang_minor__ << "."
+     << __clang_patchlevel__ << "\n";
+#elif defined(__GNUC__)
+  os << "compiler: GCC " << __GNUC__ << "." << __GNUC_MINOR__ << "." << __GNUC_PATCHLEVEL__
+     << "\n";
+#endif
+  return os.str();
+}
+
 std::string markdown_table(const po::options_description& opts) {
   std::ostringstream os;
   os << "| option | default | meaning |\n|---|---|---|\n";
@@ -150,6 +191,11 @@ Parsed parse(const Program& prog, const po::options_description& opts, int argc,
     for (const auto& o : cl.options)
       if (!o.unregistered) out.from_command_line.insert(o.string_key);
     po::store(cl, out.vm);
+    if (out.vm.count("version")) {
+      out.help = true;
+      if (speak) std::cout << version_text(prog.name);
+      return out;
+    }
     if (out.vm.count("help") || out.vm.count("help-markdown")) {
       out.help = true;
       if (speak) std::cout << (out.vm.count("help") ? help_text(prog, opts) : markdown_table(opts));

@@ -2,6 +2,11 @@
 # tools/setup.sh — sourced by tools/quickstart.sh and tools/test.sh (and so by CI).
 # Installs the Debian 12 packages that are missing (quietly, only what is missing),
 # then configures and builds rbm_dist in ./build (Release). Idempotent.
+#
+# RBM_PACKAGES are what building and running need (the quick start installs only
+# these); RBM_TEST_PACKAGES are for the tests only — the Slurm daemons and munge for the
+# `slurm` tests, Lmod for the `install` test — and come in when RBM_WITH_TEST_PACKAGES=1
+# (tools/test.sh). RBM_NO_SETUP=1: install and build nothing (use the existing build).
 set -euo pipefail
 
 RBM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,13 +20,18 @@ RBM_PACKAGES=(
   libboost-program-options-dev
   libgtest-dev googletest
   zlib1g-dev librandom123-dev libpng-dev liblbfgspp-dev
+  help2man gnuplot-nox
   dataset-fashion-mnist
+)
+RBM_TEST_PACKAGES=(
   slurmctld slurmd slurm-client munge
+  lmod man-db
 )
 
 rbm_install_packages() {
-  local missing=()
-  for p in "${RBM_PACKAGES[@]}"; do
+  local missing=() wanted=("${RBM_PACKAGES[@]}")
+  [ "${RBM_WITH_TEST_PACKAGES:-0}" != 1 ] || wanted+=("${RBM_TEST_PACKAGES[@]}")
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if ((${#missing[@]})); then
@@ -56,6 +66,10 @@ rbm_mpi_env() {
   fi
 }
 
-mkdir -p "$(dirname "$RBM_BUILD")"
-rbm_install_packages
-rbm_build
+if [ "${RBM_NO_SETUP:-0}" = 1 ]; then
+  [ -x "$RBM_BUILD/rbm_dist" ] || { echo "setup: RBM_NO_SETUP=1 but $RBM_BUILD has no build" >&2; return 1 2>/dev/null || exit 1; }
+else
+  mkdir -p "$(dirname "$RBM_BUILD")"
+  rbm_install_packages
+  rbm_build
+fi

@@ -1,11 +1,11 @@
 // rbm/cli.hpp — one option declaration per program feeds --help (with defaults),
 // --config FILE, the start-up configuration table and the README table.
 //
-// defines: rbm::cli::Program, parse, help_text, markdown_table, config_table
+// defines: rbm::cli::Program, parse, help_text, version_text, markdown_table, config_table
 //
 // Every program declares a boost::program_options::options_description once and
-// calls parse(). Common flags, the same in every program: --help, --config FILE,
-// --help-markdown (prints the README table of options).
+// calls parse(). Common flags, the same in every program: --help, --version,
+// --config FILE, --help-markdown (prints the README table of options).
 #pragma once
 
 #include <boost/program_options.hpp>
@@ -27,7 +27,7 @@ struct Parsed {
   std::set<std::string> from_command_line;  ///< option names given on the command line
   std::set<std::string> from_config;        ///< ... and in --config FILE
   std::set<std::string> from_base;          ///< ... and in the base configuration (checkpoint)
-  bool help = false;                        ///< --help / --help-markdown was printed: exit 0
+  bool help = false;  ///< --help / --help-markdown / --version was printed: exit 0
 };
 
 /// Parses the command line, then --config FILE, then `base_config` ('name = value'
@@ -44,6 +44,12 @@ std::string config_text(const po::options_description& opts, const po::variables
                         const std::set<std::string>& skip);
 
 std::string help_text(const Program& prog, const po::options_description& opts);
+
+/// What --version prints: "<program> <version>" on the first line (the first word of
+/// `program`, so "rbm_eval loglik" gives "rbm_eval"), then one line each for the GEMM
+/// backend and kernel, the MPI library, the HDF5 library, the target architecture
+/// the build was compiled for, and the compiler. Safe before MPI_Init.
+std::string version_text(const std::string& program);
 std::string markdown_table(const po::options_description& opts);
 /// The effective configuration: one row per option, its value and where it came from.
 std::string config_table(const po::options_description& opts, const Parsed& parsed);
