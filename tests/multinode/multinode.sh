@@ -70,6 +70,18 @@ mn_procs_on() {
   done
 }
 
+# mn_procs_in_ns_of PID NAME: the processes named NAME in the UTS namespace (= on the
+# node) of PID — e.g. of a slurmd we started, whose slurmstepds daemonize and so are not
+# its descendants. Namespace inodes are unique: nobody else's processes can match.
+mn_procs_in_ns_of() {
+  local ns p
+  ns=$(readlink /proc/"$1"/ns/uts) || return 1
+  for p in /proc/[0-9]*; do
+    [[ $(cat "$p"/comm 2>/dev/null) == "$2" && $(readlink "$p"/ns/uts 2>/dev/null) == "$ns" ]] &&
+      echo "${p#/proc/}"
+  done
+}
+
 # Stops what this test started: each recorded command and whatever still runs below it
 # (PIDs collected from /proc, never by name), then removes the work folder.
 mn_end() {
