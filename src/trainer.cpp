@@ -600,6 +600,11 @@ bool Trainer::live_progress() const {
 void install_stop_handlers() {
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGUSR1, on_stop_signal);
+  // When a rank on another node dies, a write to its socket must fail with EPIPE inside
+  // Open MPI's TCP transport, not kill THIS rank with SIGPIPE: then mpirun reported the
+  // survivor ("... on node <surviving node> exited on signal 13 (Broken pipe)") instead
+  // of the node that was lost (seen once in tests/multinode/test_node_loss.sh).
+  std::signal(SIGPIPE, SIG_IGN);
 }
 
 int Trainer::run() {

@@ -15,6 +15,11 @@
 # 120 s: EligibleTime = requeue + 121 s); cluster.sh sets cred_expire=5 so the test stays
 # quick. (Starting it earlier, e.g. `scontrol update StartTime=now`, fails: "Job credential
 # revoked".) Exit 77 (ctest SKIP) when Slurm is not installed.
+#
+# The layout is a parameter (tests/multinode runs this on two nodes): RBM_TEST_TASKS =
+# the job's sbatch options (default "-n 8"), RBM_TEST_REF_MPIRUN = mpirun's options for the
+# uninterrupted reference of the SAME layout (default "-np 8"); CLUSTER_NODES (cluster.sh)
+# = the number of nodes, all of which the job must use.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bin_dir=${1:?usage: test_requeue.sh BIN_DIR [SOURCE_DIR]}
@@ -32,11 +37,16 @@ cluster_test_setup "$bin_dir"  # cluster up, cd into $CLUSTER_DIR/work, mnist/ w
 H=32 EPOCHS=${RBM_TEST_EPOCHS:-60} STEPS_PER_EPOCH=60
 opts=(--hidden "$H" --epochs "$EPOCHS" --batch-size 10 --seed 11 --checkpoint-every 5
       --monitor-size 100)
+read -r -a tasks <<<"${RBM_TEST_TASKS:--n 8}"
+read -r -a ref_mpirun <<<"${RBM_TEST_REF_MPIRUN:--np 8}"
+# The job's first line names its nodes: all of the cluster's (n[1-2] for two).
+nodelist=localhost
+((CLUSTER_NODES > 1)) && nodelist="n[1-$CLUSTER_NODES]"
 
 # ---- 1. the batch job, interrupted after epoch 2 -------------------------------------------
-job=$(sbatch --parsable -n 8 -o train.out "$src/slurm/rbm_dist.sbatch" data.h5 run "${opts[@]}") ||
+job=$(sbatch --parsable "${tasks[@]}" -o train.out "$src/slurm/rbm_dist.sbatch" data.h5 run "${opts[@]}") ||
   die "sbatch failed"
-log "submitted job $job"
+log "submitted job $job (${tasks[*]}, launcher ${RBM_LAUNCHER:-mpirun})"
 metrics_lines() { [[ -f run/metrics.jsonl ]] && wc -l <run/metrics.jsonl || echo 0; }
 two_epochs() { (($(metrics_lines) >= 2)); }
 wait_for 60 two_epochs || { cat train.out >&2; die "job $job: no 2 epochs of metrics within 60 s"; }
@@ -48,6 +58,8 @@ log "sent SIGUSR1 to the batch shell of job $job after $(metrics_lines) epochs"
 requeued() { [[ $(job_field "$job" Restarts) == 1 ]]; }
 wait_for 60 requeued || { cat train.out >&2; die "job $job was not requeued (Restarts=$(job_field "$job" Restarts))"; }
 log "job $job requeued: $(scontrol -o show job "$job" | grep -o 'JobState=[^ ]*\|Reason=[^ ]*\|Restarts=[^ ]*\|EligibleTime=[^ ]*' | tr '\n' ' ')"
+grep -qF "rbm_dist.sbatch: job $job restart 0 on $nodelist " train.out ||
+  { head -n 3 train.out >&2; die "job $job did not run on $nodelist"; }
 grep -q '^rbm_dist.sbatch: got SIGUSR1' train.out || die "the script did not see SIGUSR1"
 grep -q 'checkpoint run/model.h5 written (stop signal' train.out || { cat train.out >&2; die "no stop-signal checkpoint in the log"; }
 grep -q '^rbm_dist.sbatch: rbm_dist exited with 75' train.out || { cat train.out >&2; die "rbm_dist did not exit with 75"; }
@@ -67,10 +79,10 @@ log "interrupted at step $stop_step of $total; checkpoint valid"
 t0=$SECONDS
 env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
     OMPI_MCA_mpi_yield_when_idle=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
-  timeout 90 mpirun -np 8 --bind-to none "$bin_dir/rbm_dist" --data data.h5 --checkpoint ref.h5 \
+  timeout 90 mpirun "${ref_mpirun[@]}" --bind-to none "$bin_dir/rbm_dist" --data data.h5 --checkpoint ref.h5 \
     --progress never "${opts[@]}" >ref.out 2>&1 ||
   { tail -n 20 ref.out >&2; die "reference run failed"; }
-log "reference: mpirun -np 8, $EPOCHS epochs in $((SECONDS - t0))s"
+log "reference: mpirun ${ref_mpirun[*]}, $EPOCHS epochs in $((SECONDS - t0))s"
 
 read -r st ec < <(wait_job_done "$job" 100)
 restarts=$(grep -c '^rbm_dist.sbatch: job .* restart' train.out)
@@ -82,7 +94,7 @@ if [[ $st == GONE ]] && grep -q '^rbm_dist.sbatch: rbm_dist exited with 0 ' trai
   log "job $job already purged by slurmctld; its log shows rbm_dist exited with 0"
 fi
 [[ $st == COMPLETED && $ec == 0:0 ]] || { cat train.out >&2; die "resumed job: $st $ec"; }
-grep -q "^rbm_dist.sbatch: job $job restart 1 " train.out || die "no 'restart 1' run in the log"
+grep -qF "rbm_dist.sbatch: job $job restart 1 on $nodelist " train.out || die "no 'restart 1' run on $nodelist in the log"
 grep -q '^rbm_dist.sbatch: resuming from run/model.h5' train.out || die "the requeued run did not resume from run/model.h5"
 [[ $(h5_attr run/model.h5 /train/step) == "$total" ]] || die "final checkpoint at step $(h5_attr run/model.h5 /train/step), expected $total"
 
@@ -92,7 +104,7 @@ same_model run/model.h5 ref.h5
 log "checkpoint at step $stop_step, requeued (Restarts=1), resumed to step $total, weights bitwise equal"
 
 # ---- 4. a plain scancel stays a cancel: the job ends CANCELLED and is not requeued ------------
-job2=$(sbatch --parsable -n 8 -o cancel.out "$src/slurm/rbm_dist.sbatch" data.h5 run2 "${opts[@]}") ||
+job2=$(sbatch --parsable "${tasks[@]}" -o cancel.out "$src/slurm/rbm_dist.sbatch" data.h5 run2 "${opts[@]}") ||
   die "sbatch failed"
 started() { [[ -f run2/metrics.jsonl ]] && (($(wc -l <run2/metrics.jsonl) >= 1)); }
 wait_for 60 started || { cat cancel.out >&2; die "job $job2: no epoch within 60 s"; }
