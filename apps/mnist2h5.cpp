@@ -24,6 +24,7 @@
 #include "rbm/errors.hpp"
 #include "rbm/mnist_h5.hpp"
 #include "rbm/mpi_env.hpp"
+#include "rbm/paths.hpp"
 
 namespace fs = std::filesystem;
 namespace po = boost::program_options;
@@ -125,6 +126,10 @@ int convert(int argc, char** argv) {
   if (!out_dir.empty() && !fs::is_directory(out_dir, ec))
     throw UsageError(fmt(out, ": folder ", out_dir.string(), " does not exist"));
   if (fs::is_directory(out, ec)) throw UsageError(fmt(out, ": is a folder, expected a file name"));
+  rbm::check_outputs_differ({{"output", out}}, {{"--train-images", in.train_images},
+                                                {"--train-labels", in.train_labels},
+                                                {"--test-images", in.test_images},
+                                                {"--test-labels", in.test_labels}});
   if (fs::exists(out, ec) && !vm["force"].as<bool>())
     throw UsageError(fmt(out, ": already exists (add --force to replace it)"));
 
@@ -144,6 +149,8 @@ int convert(int argc, char** argv) {
                          " training images in ", in.train_images));
 
   // ---- write atomically ------------------------------------------------------------
+  for (const std::string& stale : rbm::remove_stale_temporaries(out))
+    std::printf("note: removed %s, left by a conversion that no longer runs\n", stale.c_str());
   rbm::AtomicFile temp(out, /*cleanup_on_signal=*/true);
   rbm::write_mnist_h5(temp.temp_path(), train, has_test ? &test : nullptr, n_valid, in,
                       rbm::h5::Storage{static_cast<hsize_t>(chunk), level});

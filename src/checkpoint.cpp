@@ -11,7 +11,7 @@ namespace rbm {
 
 void write_checkpoint(const std::string& path, const Params& p, const TrainState* st) {
   AtomicFile out(path);
-  {
+  try {
     h5::Id f = h5::create_file(out.temp_path());
     h5::write_array(f, "/model/weights", p.W.data(), {p.V, p.H});
     h5::write_array(f, "/model/visible_bias", p.b.data(), {p.V});
@@ -35,6 +35,9 @@ void write_checkpoint(const std::string& path, const Params& p, const TrainState
       h5::write_attr(g, "config", st->config);
     }
     h5::close_written(f, out.temp_path());
+  } catch (const Error& e) {  // a full disk, say: name the file in the one line
+    const std::string msg = e.what();
+    throw Error(msg.find(path) != std::string::npos ? msg : path + ": " + msg, e.code());
   }
   out.commit();
 }

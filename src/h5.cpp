@@ -39,9 +39,12 @@ herr_t Id::close() {
 }
 
 namespace {
-// H5Ewalk callback: remember the innermost (first) description on the stack.
-herr_t innermost(unsigned n, const H5E_error2_t* e, void* out) {
-  if (n == 0 && e->desc) *static_cast<std::string*>(out) = e->desc;
+// H5Ewalk callback, walking DOWNWARD (from the API call towards the function that
+// first failed): the last description seen is the innermost cause, e.g. the sec2
+// driver's "file write failed: ... errno = 28, error message = 'No space left on
+// device' ..." under the outer "can't write data".
+herr_t innermost(unsigned, const H5E_error2_t* e, void* out) {
+  if (e->desc && *e->desc) *static_cast<std::string*>(out) = e->desc;
   return 0;
 }
 }  // namespace

@@ -39,6 +39,19 @@ void futex_wake_all(std::atomic<uint32_t>* word) {
 // trylock returns EOWNERDEAD; a live rank's returns EBUSY — also while it is stopped
 // (SIGSTOP), which must not end the job. (A heartbeat word could not tell a stopped
 // rank from a dead one.)
+namespace liveness {
+void init(pthread_mutex_t* m) {
+  pthread_mutexattr_t attr;
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  pthread_mutex_init(m, &attr);
+  pthread_mutexattr_destroy(&attr);
+}
+void hold(pthread_mutex_t* m) { pthread_mutex_lock(m); }
+bool died(pthread_mutex_t* m) { return pthread_mutex_trylock(m) == EOWNERDEAD; }
+}  // namespace liveness
+
 struct NodeShared::SyncWord {
   alignas(64) std::atomic<uint32_t> arrived;
   alignas(64) std::atomic<uint32_t> generation;
@@ -107,16 +120,11 @@ NodeShared::NodeShared(size_t n_params, size_t n_extra, int group_size)
   if (local_rank_ == 0) {
     std::fill(base, reinterpret_cast<float*>(sync_), 0.0f);
     new (sync_) SyncWord{};
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    for (int k = 0; k < local_size_; ++k) pthread_mutex_init(&sync_->alive[k], &attr);
-    pthread_mutexattr_destroy(&attr);
+    for (int k = 0; k < local_size_; ++k) liveness::init(&sync_->alive[k]);
   }
   MPI_Win_sync(win_);
   MPI_Barrier(node_);
-  pthread_mutex_lock(&sync_->alive[local_rank_]);  // held until this process ends
+  liveness::hold(&sync_->alive[local_rank_]);  // until this process ends
   // Ranks that each have a core may poll briefly before sleeping; oversubscribed
   // ranks (more local ranks than CPUs this process may run on) sleep at once.
   cpu_set_t cpus;
@@ -194,7 +202,7 @@ void NodeShared::barrier() const {
     futex_wait(&sync_->generation, gen, &half_second);
     if (sync_->generation.load(std::memory_order_acquire) != gen) break;
     for (int k = 0; k < local_size_; ++k)
-      if (k != local_rank_ && pthread_mutex_trylock(&sync_->alive[k]) == EOWNERDEAD)
+      if (k != local_rank_ && liveness::died(&sync_->alive[k]))
         throw Error(fmt("local rank ", k, " of this node died during a step; stopping the job"));
   }
 }

@@ -2,126 +2,9 @@
 // SIGKILL and after the stop signal, atomic checkpoints, the error policy (one line
 // from rank 0, exit 2; a failure on one rank ends the job), the consistency check,
 // divergence, --help/--config, and a loss that falls on real data.
-#include <fcntl.h>
-#include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include "trainer_util.hpp"
 
-#include <chrono>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <random>
-#include <regex>
-#include <thread>
-
-#include "rbm/checkpoint.hpp"
-#include "rbm/dataset.hpp"
-#include "rbm/errors.hpp"
-#include "rbm/h5.hpp"
-#include "rbm/rbm.hpp"
-#include "test_util.hpp"
-
-using namespace rbm;
-using namespace rbm::test;
-namespace fs = std::filesystem;
-
-namespace {
-
-// "Bars" images (side x side): each image has random horizontal or vertical bars,
-// drawn at intensity 230 on 10, with 5% of the pixels flipped: learnable structure.
-void write_bars(const std::string& path, size_t n, size_t n_test, size_t side = 8) {
-  const size_t d = side * side;
-  auto make = [&](size_t rows, unsigned seed, std::vector<uint8_t>& px, std::vector<uint8_t>& lab) {
-    std::mt19937 gen(seed);
-    std::uniform_real_distribution<double> u(0, 1);
-    px.assign(rows * d, 10);
-    lab.resize(rows);
-    for (size_t i = 0; i < rows; ++i) {
-      const bool vertical = u(gen) < 0.5;
-      lab[i] = vertical;
-      for (size_t b = 0; b < side; ++b) {
-        if (u(gen) >= 0.3) continue;
-        for (size_t k = 0; k < side; ++k)
-          px[i * d + (vertical ? k * side + b : b * side + k)] = 230;
-      }
-      for (size_t p = 0; p < d; ++p)
-        if (u(gen) < 0.05) px[i * d + p] = px[i * d + p] > 128 ? 10 : 230;
-    }
-  };
-  h5::Id f = h5::create_file(path);
-  std::vector<uint8_t> px, lab;
-  make(n, 1, px, lab);
-  h5::write_array(f, schema::train_images, px.data(), {n, d}, {256, 4});
-  h5::write_array(f, schema::train_labels, lab.data(), {n});
-  if (n_test) {
-    make(n_test, 2, px, lab);
-    h5::write_array(f, schema::test_images, px.data(), {n_test, d}, {256, 4});
-    h5::write_array(f, schema::test_labels, lab.data(), {n_test});
-  }
-}
-
-// rbm_dist under `mpirun -np np` (np = 0: the binary alone).
-std::string rbm_dist(int np, const std::string& args) {
-  return (np ? mpirun(np) : std::string()) + bin("rbm_dist") + " --progress never " + args;
-}
-
-std::vector<float> params_of(const std::string& path) { return read_model(path).data; }
-
-int count_lines_starting(const std::string& text, const std::string& prefix) {
-  int n = 0;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) n += line.rfind(prefix, 0) == 0;
-  return n;
-}
-
-// A command in the background, in its own process group (so that a kill reaches
-// mpirun and every rank).
-struct Background {
-  pid_t pid = -1;
-  explicit Background(const std::string& cmd) {
-    pid = fork();
-    if (pid == 0) {
-      setpgid(0, 0);
-      int null = open("/dev/null", O_RDWR);
-      dup2(null, 0);
-      dup2(null, 1);
-      dup2(null, 2);
-      execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    setpgid(pid, pid);
-  }
-  void signal_group(int sig) const { kill(-pid, sig); }
-  void signal_leader(int sig) const { kill(pid, sig); }
-  // Exit status, or -1 if it did not end within `seconds` (then it is killed).
-  int wait(double seconds) {
-    auto t0 = std::chrono::steady_clock::now();
-    int status = 0;
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > seconds) {
-        kill(-pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        return -1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-};
-
-bool wait_for_file(const std::string& path, double seconds) {
-  auto t0 = std::chrono::steady_clock::now();
-  while (!fs::exists(path)) {
-    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > seconds)
-      return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
-
-}  // namespace
+using namespace trainertest;
 
 // ---------------------------------------------------------------------------
 // 1. The distributed gradient is the serial gradient.
@@ -200,7 +83,10 @@ TEST(Resume, AfterSigkillBitwiseEqual) {
     Background job(rbm_dist(c.np, "--data " + data + c.args + " --checkpoint " + ck));
     ASSERT_TRUE(wait_for_file(ck, 60)) << "no checkpoint appeared";
     std::this_thread::sleep_for(std::chrono::milliseconds(150));
-    job.signal_group(SIGKILL);  // a crash: no chance to write anything more
+    // A crash: mpirun puts the ranks in process groups of their own, so the ranks
+    // themselves are killed too (all at once), not only mpirun's group.
+    EXPECT_EQ(kill_processes("^" + bin("rbm_dist") + " .*killed.h5", SIGKILL), c.np);
+    job.signal_group(SIGKILL);
     job.wait(10);
     TrainState st = read_train_state(ck, 64, 32);
     ASSERT_LT(st.step, 60u * 150u) << "the run finished before it was killed: make it longer";
@@ -472,3 +358,4 @@ TEST(Learning, ReconstructionFallsOverTheFirstEpochOnFashionMnist) {
     }
   }
 }
+

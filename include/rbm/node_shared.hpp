@@ -23,6 +23,7 @@
 #pragma once
 
 #include <mpi.h>
+#include <pthread.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -31,6 +32,17 @@
 #include "rbm/mpi_env.hpp"
 
 namespace rbm {
+
+/// Liveness of a process without PIDs: the process holds a ROBUST, process-shared
+/// mutex in shared memory for its whole life; when it dies the kernel marks the mutex
+/// "owner died" and another process's trylock returns EOWNERDEAD. A live process —
+/// also a stopped one (SIGSTOP) — keeps it: trylock says EBUSY. Works across PID
+/// namespaces (containers that share /dev/shm but not PIDs).
+namespace liveness {
+void init(pthread_mutex_t* m);  ///< once, by one process, in shared memory
+void hold(pthread_mutex_t* m);  ///< by the process whose life it tracks
+bool died(pthread_mutex_t* m);  ///< by any other process: true once the holder died
+}  // namespace liveness
 
 class NodeShared {
  public:
