@@ -16,8 +16,8 @@
 //   statistics             A P'  [V,H] = [V,2B]x[2B,H]    4VHB
 // Table 2: CD-1 training steps on real images (cd_gradient or cd_gradient_bf16, then
 // the momentum update inc = 0.5 inc + 0.1 grad, theta += inc, all fp32), samples/s.
-// The #wrong column: entries of the bf16 statistics outside the tolerance of
-// tests/test_bf16.cpp against the fp32 ones on the first batch (with the same
+// The #wrong column: entries of the bf16 statistics farther than a coarse tolerance
+// (4 (2u + u^2), u = 2^-8; see below) from the fp32 ones on the first batch (with the same
 // uniforms); the program exits 1 if any. Bound: 10 V H flops per sample at the
 // bf16 GEMM rate of table 1 (the products' mean rate weighted by their flops).
 #include <algorithm>
@@ -244,10 +244,12 @@ int main(int argc, char** argv) {
                        nullptr, rng, ws, gf.view);
       cd_gradient_prec(Precision::bf16, theta.view, cd, data.leftCols(B), idx.data(), nullptr,
                        nullptr, rng, ws, gb.view);
-      // tolerance of tests/test_bf16.cpp: |d| <= 2 (3 u + u^2) S + 1e-6, u = 2^-9,
-      // S = sum_n |a_n| |p_n| / B per entry, <= 2 (max |a| max |p|) — bounded by 2 here.
-      const double u = std::ldexp(1.0, -9);
-      row.tol = 2.0 * (3 * u + u * u) * 2.0 + 1e-6;
+      // Coarse tolerance: the statistics product's worst case (2u + u^2) S with S <= 2
+      // (u = 2^-8, entries are sums of B+N terms |a||p|/B <= 1 per phase), doubled
+      // for the forward products' rounding carried through the sigmoids at this
+      // weight scale. The per-entry derived bound is tested in tests/test_bf16.cpp.
+      const double u = std::ldexp(1.0, -8);
+      row.tol = 2.0 * (2 * u + u * u) * 2.0;
       for (size_t k = 0; k < gf.data.size(); ++k) {
         const double d = std::abs(static_cast<double>(gf.data[k]) - gb.data[k]);
         row.maxdiff = std::max(row.maxdiff, d);

@@ -7,7 +7,8 @@
 //
 // bf16 ("brain float") keeps float's sign and 8-bit exponent and the top 7 bits of
 // its 23-bit mantissa (8 significant bits with the implicit one). Converting with
-// round-to-nearest-even has a relative error <= 2^-9 for normal numbers; 0 and 1
+// round-to-nearest-even has a relative error <= u = 2^-8 (half the spacing 2^-7 at 1;
+// NOT 2^-9: that would need 8 STORED bits) for normal numbers; 0 and 1
 // (binary unit states) and every integer up to 256 are exact.
 //
 // The products run as oneDNN matmul primitives (bf16 src/weights, f32 dst, f32

@@ -7,7 +7,7 @@
 // element-wise work (bias, sigmoid, sampling, sums for db and dc) stay fp32; only the
 // inputs of the matrix products are rounded to bf16 and the products accumulate in
 // fp32 (rbm/gemm_bf16.hpp). Binary unit states are exact in bf16; the weights,
-// probabilities and the data x/255 are rounded (relative error <= 2^-9 each).
+// probabilities and the data x/255 are rounded (relative error <= 2^-8 each).
 // The random draws are the ones cd_gradient uses (same (stream, sub, step, id, unit)
 // counters), so with the same parameters and data the only difference from
 // cd_gradient is that rounding — and the samples it flips when a probability moves
