@@ -76,6 +76,7 @@ CdCounters cd_gradient_bf16(const Params& p, const CdConfig& cfg,
   bf16_t* X0b = Ab;               // [V, B]
   bf16_t* Vnegb = Ab + V * B;     // [V, N]
   if (!wsb.w_is_current) bf16::to_bf16(p.W.data(), Wb, static_cast<size_t>(V * H));
+  wsb.w_is_current = false;  // valid for this call only: p.W may change before the next
 
   auto X0 = ws.A.leftCols(B), Vneg = ws.A.rightCols(N);  // [V, B], [V, N]
   auto H0 = ws.P.leftCols(B), Hneg = ws.P.rightCols(N);  // [H, B], [H, N]

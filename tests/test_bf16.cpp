@@ -25,6 +25,7 @@
 // distance of its uniform: |u - p(h|x)| <= the derived bound on |dp|).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -400,4 +401,39 @@ TEST(CdBf16, PrecisionNames) {
   EXPECT_STREQ(precision_name(Precision::bf16), "bf16");
   EXPECT_ANY_THROW(parse_precision("fp16"));
   EXPECT_FALSE(bf16::describe().empty());
+}
+
+TEST(CdBf16, UpdatePassKeepsTheBf16CopyOfW) {
+  SKIP_WITHOUT_NATIVE_BF16();
+  const size_t V = 300, H = 70, B = 16;  // V*H + V + H = 21370: two ranges of 16384
+  Model m = make_model(V, H, B, 0.05, 31);
+  CdBf16Workspace ws;
+  std::vector<int> covered(m.theta.data.size(), 0);
+  update_with_bf16_copy(m.theta.view, ws, [&](size_t first, size_t count) {
+    for (size_t k = first; k < first + count; ++k) {
+      ++covered[k];
+      m.theta.data[k] += 0.001f * static_cast<float>(k % 7);
+    }
+  });
+  EXPECT_TRUE(std::all_of(covered.begin(), covered.end(), [](int c) { return c == 1; }));
+  ASSERT_TRUE(ws.w_is_current);
+  std::vector<bf16_t> expect(V * H);
+  bf16::to_bf16(m.theta.data.data(), expect.data(), V * H);
+  EXPECT_TRUE(std::equal(expect.begin(), expect.end(), ws.Wb.data()));
+  // cd_gradient_bf16 with the copy supplied gives what it gives when converting itself
+  const CdConfig cfg{1, false, 3, B, B};
+  const CounterRng rng(8);
+  // One gradient buffer for both calls: db and dc (Eigen row sums, also in
+  // cd_gradient) can differ in the last bit when the destination's alignment differs.
+  ParamBuffer g(V, H);
+  cd_gradient_bf16(m.theta.view, cfg, m.X, m.idx.data(), nullptr, nullptr, rng, ws, g.view);
+  const std::vector<float> g1 = g.data;
+  EXPECT_FALSE(ws.w_is_current) << "the flag holds for one call only";
+  cd_gradient_bf16(m.theta.view, cfg, m.X, m.idx.data(), nullptr, nullptr, rng, ws, g.view);
+  const std::vector<float>& g2 = g.data;
+  size_t ndiff = 0, first = 0;
+  for (size_t k = 0; k < g1.size(); ++k)
+    if (g1[k] != g2[k] && !ndiff++) first = k;
+  EXPECT_EQ(ndiff, 0u) << "first at " << first << " of " << g1.size() << ": " << g1[first]
+                       << " vs " << g2[first];
 }
