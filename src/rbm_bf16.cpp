@@ -31,14 +31,24 @@ void hidden_probs_b(const Params& p, const bf16_t* Wb, const bf16_t* xb, Eigen::
   sigmoid_inplace(out);
 }
 
-// out [V, n] = sigmoid(W h + b), h given in bf16 [H, n]
-void visible_probs_b(const Params& p, const bf16_t* Wb, const bf16_t* hb, Eigen::Ref<Matrix> out) {
+// out [V, n] = sigmoid(W h + b), h given in bf16 [H, n]; if `round_to` is given, also
+// writes bf16(out) there ([V, n], ld V) column by column while each column is in L1.
+void visible_probs_b(const Params& p, const bf16_t* Wb, const bf16_t* hb, Eigen::Ref<Matrix> out,
+                     bf16_t* round_to = nullptr) {
   const Eigen::Index n = out.cols();
   if (n == 0) return;
   bf16::gemm(bf16::Op::T, bf16::Op::N, p.V, n, p.H, Wb, p.H, hb, p.H, out.data(),
              out.outerStride());
-  out.colwise() += p.b;
-  sigmoid_inplace(out);
+  if (!round_to) {
+    out.colwise() += p.b;
+    sigmoid_inplace(out);
+    return;
+  }
+  for (Eigen::Index j = 0; j < n; ++j) {
+    auto col = out.col(j);
+    col = (col + p.b).array().logistic();
+    bf16::to_bf16(col.data(), round_to + j * p.V, p.V);
+  }
 }
 
 // bf16 copy of a contiguous column block
@@ -83,8 +93,10 @@ CdCounters cd_gradient_bf16(const Params& p, const CdConfig& cfg,
   CdCounters out;
 
   // Positive phase: p(h | x) for the data.
-  X0 = X;
-  round_block(X0, X0b);
+  for (Eigen::Index j = 0; j < B; ++j) {  // X0 = X, and its bf16 copy, column by column
+    X0.col(j) = X.col(j);
+    bf16::to_bf16(X0.col(j).data(), X0b + j * V, static_cast<size_t>(V));
+  }
   hidden_probs_b(p, Wb, X0b, H0);
   // h0 ~ p(h | x)
   auto Hs = ws.Hs.leftCols(B);
@@ -94,10 +106,13 @@ CdCounters cd_gradient_bf16(const Params& p, const CdConfig& cfg,
   if (!cfg.pcd) {
     for (int t = 1; t <= cfg.k; ++t) {
       round_block(Hs, Hb);                  // binary: exact
-      visible_probs_b(p, Wb, Hb, Vneg);     // v_t = p(v | h_{t-1})
+      // v_t = p(v | h_{t-1}); the last one (probabilities) is rounded as it is made
+      visible_probs_b(p, Wb, Hb, Vneg, t == cfg.k ? Vnegb : nullptr);
       if (t == 1) out.recon_sq = (X0 - Vneg).squaredNorm();
-      if (t < cfg.k) sample_bernoulli(rng, Stream::visible, t, cfg.step, sample_index, Vneg);
-      round_block(Vneg, Vnegb);
+      if (t < cfg.k) {
+        sample_bernoulli(rng, Stream::visible, t, cfg.step, sample_index, Vneg);
+        round_block(Vneg, Vnegb);  // binary: exact
+      }
       hidden_probs_b(p, Wb, Vnegb, Hneg);   // p(h | v_t)
       if (t < cfg.k) {
         Hs = Hneg;
@@ -129,9 +144,11 @@ CdCounters cd_gradient_bf16(const Params& p, const CdConfig& cfg,
   // dW = [X0 Vneg] [H0/Bg  -Hneg/Ng]'   (one product, inner dimension B + N)
   const float sp = static_cast<float>(1.0 / static_cast<double>(cfg.Bg));
   const float sn = static_cast<float>(1.0 / Ng);
-  H0 *= sp;
-  Hneg *= -sn;
-  round_block(ws.P, Pb);
+  for (Eigen::Index j = 0; j < B + N; ++j) {  // scale, and round while in L1
+    auto col = ws.P.col(j);
+    col *= j < B ? sp : -sn;
+    bf16::to_bf16(col.data(), Pb + j * H, static_cast<size_t>(H));
+  }
   bf16::gemm(bf16::Op::N, bf16::Op::T, H, V, B + N, Pb, H, Ab, V, grad.W.data(), H);
   grad.b = X0.rowwise().sum() * sp - Vneg.rowwise().sum() * sn;
   grad.c = ws.P.rowwise().sum();
