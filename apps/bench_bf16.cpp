@@ -166,7 +166,7 @@ int main(int argc, char** argv) {
 
   std::printf("# bench_bf16: one core; fp32 = %s\n", blas::describe().c_str());
   std::printf("#             bf16 = %s\n", bf16::describe().c_str());
-  std::printf("# data %s: %zu images x %zu pixels; %d measurements of %.1f s (%s time) each, fp32/bf16 alternating\n",
+  std::printf("# data %s: %zu images x %zu pixels; %d measurements of %.2f s (%s time) each, fp32/bf16 alternating\n",
               dir.c_str(), Ndata, V, repeat, seconds, g_cpu_clock ? "thread CPU" : "wall");
   std::printf("# load average at start: %s\n#\n", load().c_str());
   std::printf("# products (GFLOP/s, min..max; speedup = ratio of medians, best = of maxima; bf16 inputs pre-rounded)\n");

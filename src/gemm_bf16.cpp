@@ -18,9 +18,9 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <memory>
-#include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <stdexcept>
 #include <unordered_map>
@@ -78,21 +78,28 @@ const char* native_bf16_name() {
 // threads
 // ---------------------------------------------------------------------------
 namespace {
-void default_threads_once() {
-  static std::once_flag once;
-  std::call_once(once, [] {
+// Threads for oneDNN's OpenMP regions: 0 = not chosen (then 1, unless OMP_NUM_THREADS
+// is set). omp_set_num_threads acts on the calling thread's ICV only, so every thread
+// that runs products applies it when its context is created (and set_threads on itself).
+std::atomic<int> g_threads{0};
+
+void apply_threads() {
+  int n = g_threads.load();
+  if (n == 0) {
     const char* e = std::getenv("OMP_NUM_THREADS");
-    if (!e || !*e) omp_set_num_threads(1);
-  });
+    if (e && *e) return;  // the user's choice, already in the ICV
+    n = 1;
+  }
+  omp_set_num_threads(n);
 }
 }  // namespace
 
 void set_threads(int n) {
-  default_threads_once();
-  omp_set_num_threads(n < 1 ? 1 : n);
+  g_threads = n < 1 ? 1 : n;
+  apply_threads();
 }
 int threads() {
-  default_threads_once();
+  apply_threads();
   return omp_get_max_threads();
 }
 
@@ -224,8 +231,12 @@ class Context {
 };
 
 Context& context() {
-  default_threads_once();
   thread_local Context ctx;
+  thread_local int applied = -1;
+  if (applied != g_threads.load()) {  // first use on this thread, or set_threads since
+    apply_threads();
+    applied = g_threads.load();
+  }
   return ctx;
 }
 

@@ -401,6 +401,8 @@ TEST(CdBf16, PrecisionNames) {
   EXPECT_STREQ(precision_name(Precision::bf16), "bf16");
   EXPECT_ANY_THROW(parse_precision("fp16"));
   EXPECT_FALSE(bf16::describe().empty());
+  bf16::set_threads(1);
+  EXPECT_EQ(bf16::threads(), 1);
 }
 
 TEST(CdBf16, UpdatePassKeepsTheBf16CopyOfW) {

@@ -24,8 +24,9 @@
 //
 // Threads: Debian's oneDNN 2.6.3 is built with the OpenMP runtime (libgomp), so it
 // uses omp_get_max_threads() threads. Like OpenBLAS in this project (MPI ranks are
-// the parallelism), the first use sets ONE thread unless OMP_NUM_THREADS is set;
-// set_threads(n) changes it (it calls omp_set_num_threads for the process).
+// the parallelism), each thread's first product sets ONE thread unless
+// OMP_NUM_THREADS is set; set_threads(n) chooses n (omp_set_num_threads, applied on
+// every thread that runs products).
 #pragma once
 
 #include <cstddef>
