@@ -15,7 +15,7 @@ RBM_BUILD="${RBM_BUILD:-$RBM_ROOT/build}"
 RBM_PACKAGES=(
   build-essential cmake pkg-config git procps perl
   openmpi-bin libopenmpi-dev
-  libeigen3-dev libopenblas-dev
+  libeigen3-dev libopenblas-dev libdnnl-dev
   libhdf5-dev hdf5-tools
   libboost-program-options-dev
   libgtest-dev googletest
