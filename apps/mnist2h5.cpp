@@ -59,8 +59,9 @@ int convert(int argc, char** argv) {
       ("test-images", po::value<std::string>()->value_name("FILE"),
        "IDX3 test images (optional, with --test-labels)")
       ("test-labels", po::value<std::string>()->value_name("FILE"), "IDX1 test labels")
-      ("validation-size", po::value<long>()->default_value(0)->value_name("K"),
-       "move the last K training images to /validation (K < number of training images)")
+      ("validation-size", po::value<std::string>()->default_value("auto")->value_name("K"),
+       "move the last K training images to /validation (K < number of training images); "
+       "auto = a sixth of them, at most 10000 (MNIST: the usual last 10000 of 60000); 0 = none")
       ("chunk-rows", po::value<long>()->default_value(1024)->value_name("N"),
        "images per HDF5 chunk")
       ("compression", po::value<int>()->default_value(4)->value_name("LEVEL"),
@@ -113,9 +114,22 @@ int convert(int argc, char** argv) {
     in = rbm::find_mnist_files(dir);
   }
 
-  const long k = vm["validation-size"].as<long>(), chunk = vm["chunk-rows"].as<long>();
+  const std::string k_text = vm["validation-size"].as<std::string>();
+  long k = -1;  // -1: auto, decided once the training images are counted
+  if (k_text != "auto") {
+    size_t used = 0;
+    try {
+      k = std::stol(k_text, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != k_text.size() || k_text.empty())
+      throw UsageError("--validation-size " + k_text + ": expected a number of images or auto");
+  }
+  const long chunk = vm["chunk-rows"].as<long>();
   const int level = vm["compression"].as<int>();
-  if (k < 0) throw UsageError(fmt("--validation-size ", k, ": must be 0 or more"));
+  if (k < -1 || (k == -1 && k_text != "auto"))
+    throw UsageError(fmt("--validation-size ", k_text, ": must be 0 or more (or auto)"));
   if (chunk < 1)
     throw UsageError(fmt("--chunk-rows ", chunk, ": must be at least 1 (default 1024)"));
   if (level < 0 || level > 9)
@@ -143,7 +157,8 @@ int convert(int argc, char** argv) {
                          test.images.dims[2], " but ", in.train_images, " holds ",
                          train.images.dims[1], "x", train.images.dims[2],
                          " images (train and test must come from the same data set)"));
-  const size_t n = train.n(), n_valid = static_cast<size_t>(k);
+  const size_t n = train.n();
+  const size_t n_valid = k >= 0 ? static_cast<size_t>(k) : std::min<size_t>(10000, n / 6);
   if (n_valid >= n)
     throw UsageError(fmt("--validation-size ", k, ": must be smaller than the ", n,
                          " training images in ", in.train_images));

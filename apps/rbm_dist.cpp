@@ -4,15 +4,26 @@
 //
 // Phases: options (identical on every rank, errors from rank 0 only) -> the
 // effective configuration -> data + model set-up -> training loop -> checkpoint.
+#include <mpi.h>
+
 #include <cstdio>
+#include <filesystem>
+#include <set>
 
 #include "rbm/blas_backend.hpp"
 #include "rbm/checkpoint.hpp"
 #include "rbm/cli.hpp"
 #include "rbm/mpi_env.hpp"
+#include "rbm/paths.hpp"
 #include "rbm/trainer.hpp"
 
 using namespace rbm;
+
+namespace {
+// Options that name what a run writes (or how it starts): never taken from, nor
+// stored in, a checkpoint's configuration.
+const std::vector<std::string> kOutputOptions = {"checkpoint", "metrics", "force", "init-from"};
+}  // namespace
 
 int main(int argc, char** argv) {
   blas::ensure_fast_kernel(argc, argv);  // before anything else: may re-exec once
@@ -28,17 +39,51 @@ int main(int argc, char** argv) {
     agree(env, [&] { parsed = cli::parse(prog, opts, argc, argv, nullptr, env.root()); });
     if (parsed.help) return exit_code::ok;
     if (!cfg.resume.empty()) {
-      // The checkpoint's configuration is the base; the command line and --config win.
-      // Rank 0 reads it; the text goes to every rank.
+      // Resuming F continues F. The checkpoint's configuration is the base for every
+      // option except the output paths (never taken from a stored config): the
+      // checkpoint defaults to F itself (or its '{epoch}' series), --metrics to the
+      // run's own metrics file only when F is that run's checkpoint, not a copy.
       std::string base, resume = cfg.resume;
+      StoredOutputs stored;
+      int own = 0;
       agree(env, [&] {
-        if (env.root()) base = read_train_state_config(resume);
+        if (!env.root()) return;
+        base = read_train_state_config(resume);
+        stored = read_stored_outputs(resume);
+        own = same_file(resume, stored.checkpoint_file);
       });
       broadcast_string(base);
+      broadcast_string(stored.checkpoint_pattern);
+      broadcast_string(stored.metrics_file);
+      MPI_Bcast(&own, 1, MPI_INT, 0, MPI_COMM_WORLD);
       agree(env, [&] {
-        parsed = cli::parse(prog, opts, argc, argv, nullptr, false, base, resume);
+        parsed = cli::parse(prog, opts, argc, argv, nullptr, false,
+                            cli::without_options(base, kOutputOptions), resume);
       });
+      auto given = [&](const char* name) {
+        return parsed.from_command_line.count(name) || parsed.from_config.count(name);
+      };
+      if (!given("checkpoint")) {
+        cfg.checkpoint = own && !stored.checkpoint_pattern.empty() ? stored.checkpoint_pattern
+                                                                   : resume;
+        cli::set_value(parsed, "checkpoint", cfg.checkpoint);
+      }
+      if (!given("metrics") && own && !stored.metrics_file.empty()) {
+        cfg.metrics = stored.metrics_file;
+        cli::set_value(parsed, "metrics", cfg.metrics);
+      } else if (!given("metrics") && !own && !stored.metrics_file.empty() && env.root()) {
+        std::printf("note: %s is not the checkpoint its run wrote (%s): that run's metrics "
+                    "file is not continued; give --metrics to record this one\n",
+                    resume.c_str(), stored.checkpoint_file.c_str());
+      }
     }
+    // Stored paths work from any folder: --data and the outputs become absolute.
+    for (auto [name, value] : {std::pair{"data", &cfg.data}, std::pair{"checkpoint", &cfg.checkpoint},
+                               std::pair{"metrics", &cfg.metrics}})
+      if (!value->empty()) {
+        *value = std::filesystem::absolute(*value).lexically_normal().string();
+        cli::set_value(parsed, name, *value);
+      }
     agree(env, [&] { validate(cfg); });
 
     // ---- the effective configuration, from rank 0 only --------------------------
@@ -50,7 +95,9 @@ int main(int argc, char** argv) {
     }
 
     // ---- set-up and training ----------------------------------------------------
-    Trainer trainer(env, cfg, cli::config_text(opts, parsed.vm, {"resume", "config"}));
+    std::set<std::string> skip(kOutputOptions.begin(), kOutputOptions.end());
+    skip.insert({"resume", "config"});
+    Trainer trainer(env, cfg, cli::config_text(opts, parsed.vm, skip));
     trainer.setup();
     return trainer.run();
   });

@@ -33,6 +33,11 @@ void write_checkpoint(const std::string& path, const Params& p, const TrainState
       h5::write_attr(g, "epoch_recon_sq", st->epoch_recon_sq);
       h5::write_attr(g, "epoch_samples", st->epoch_samples);
       h5::write_attr(g, "config", st->config);
+      h5::write_attr(g, "checkpoint_file", st->checkpoint_file);
+      h5::write_attr(g, "checkpoint_pattern", st->checkpoint_pattern);
+      h5::write_attr(g, "metrics_file", st->metrics_file);
+      h5::write_attr(g, "best_pll", std::isfinite(st->best_pll) ? st->best_pll : -1e300);
+      h5::write_attr(g, "best_epoch", static_cast<int64_t>(st->best_epoch));
     }
     h5::close_written(f, out.temp_path());
   } catch (const Error& e) {  // a full disk, say: name the file in the one line
@@ -143,7 +148,35 @@ TrainState read_train_state(const std::string& path, size_t V, size_t H) {
   } catch (const Error& e) {
     throw UsageError(fmt(path, ": /train: ", e.what()));
   }
+  if (h5::has_attr(g, "best_epoch")) {  // written since --keep-best exists
+    st.best_epoch = static_cast<uint64_t>(attr_in(g, "best_epoch", 0, kMaxEpochs, path));
+    st.best_pll = h5::read_attr_double(g, "best_pll");
+    if (st.best_epoch == 0 || !std::isfinite(st.best_pll) || st.best_pll < -1e299)
+      st.best_pll = -HUGE_VAL;
+  }
+  const StoredOutputs out = read_stored_outputs(path);
+  st.checkpoint_file = out.checkpoint_file;
+  st.checkpoint_pattern = out.checkpoint_pattern;
+  st.metrics_file = out.metrics_file;
   return st;
+}
+
+StoredOutputs read_stored_outputs(const std::string& path) {
+  h5::Id f = h5::open_file(path);
+  StoredOutputs out;
+  if (!h5::exists(f, "/train")) return out;
+  h5::Id g = h5::open_object(f, "/train");
+  auto get = [&](const char* name) {
+    try {
+      return h5::has_attr(g, name) ? h5::read_attr_string(g, name) : std::string();
+    } catch (const Error& e) {
+      throw UsageError(fmt(path, ": /train: ", e.what()));
+    }
+  };
+  out.checkpoint_file = get("checkpoint_file");
+  out.checkpoint_pattern = get("checkpoint_pattern");
+  out.metrics_file = get("metrics_file");
+  return out;
 }
 
 std::string read_train_state_config(const std::string& path) {

@@ -4,8 +4,10 @@
 #include <mpi.h>
 
 #include <cctype>
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
+#include <map>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -59,6 +61,56 @@ void reject_negative_counts(const po::parsed_options& parsed, const po::options_
         throw UsageError("--" + o.string_key + " " + v + ": must be 0 or more" + where);
     }
   }
+}
+
+// A config file is 'name = value' lines ('#' starts a comment). Checked line by line
+// first, so that every error names the file and the line and says how to fix it
+// (Boost would call "[train]\nlr = 1" an "unrecognised option 'train.lr'").
+// Returns option name -> line number, to place Boost's value errors.
+std::map<std::string, int> check_config_lines(std::istream& in, const std::string& file,
+                                              const po::options_description& opts) {
+  std::map<std::string, int> line_of;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const std::string where = file + ":" + std::to_string(n) + ": ";
+    std::string t = line.substr(0, line.find('#'));
+    t.erase(t.find_last_not_of(" \t\r") + 1);
+    t.erase(0, std::min(t.size(), t.find_first_not_of(" \t")));
+    if (t.empty()) continue;
+    if (t.front() == '[')
+      throw UsageError(where + "'" + t + "': sections are not used; write 'name = value' lines "
+                       "at the top level (e.g. 'lr = 0.05')");
+    const size_t eq = t.find('=');
+    if (eq == std::string::npos)
+      throw UsageError(where + "'" + t + "': expected 'name = value' (e.g. 'epochs = 20')");
+    std::string name = t.substr(0, eq);
+    name.erase(name.find_last_not_of(" \t") + 1);
+    if (name.rfind("--", 0) == 0) name = name.substr(2);
+    if (!opts.find_nothrow(name, false)) {
+      std::string near;
+      size_t best = 3;
+      for (const auto& o : opts.options()) {  // edit distance, to suggest a near name
+        const std::string& c = o->long_name();
+        std::vector<size_t> d(c.size() + 1);
+        for (size_t j = 0; j <= c.size(); ++j) d[j] = j;
+        for (size_t i = 1; i <= name.size(); ++i) {
+          size_t prev = d[0];
+          d[0] = i;
+          for (size_t j = 1; j <= c.size(); ++j) {
+            const size_t cur = d[j];
+            d[j] = std::min({d[j] + 1, d[j - 1] + 1, prev + (name[i - 1] != c[j - 1])});
+            prev = cur;
+          }
+        }
+        if (d[c.size()] < best) best = d[c.size()], near = c;
+      }
+      throw UsageError(where + "unknown option '" + name + "'" +
+                       (near.empty() ? "" : " (did you mean '" + near + "'?)") +
+                       "; the names are those of --help without the dashes");
+    }
+    line_of[name] = n;
+  }
+  return line_of;
 }
 
 std::string value_name(const po::option_description& o) {
@@ -176,6 +228,28 @@ std::string config_text(const po::options_description& opts, const po::variables
   return os.str();
 }
 
+std::string without_options(const std::string& config, const std::vector<std::string>& names) {
+  std::istringstream in(config);
+  std::string out, line;
+  while (std::getline(in, line)) {
+    const size_t eq = line.find('=');
+    std::string key = line.substr(0, eq);
+    key.erase(key.find_last_not_of(" \t") + 1);
+    key.erase(0, key.find_first_not_of(" \t"));
+    if (eq != std::string::npos && std::find(names.begin(), names.end(), key) != names.end())
+      continue;
+    out += line + "\n";
+  }
+  return out;
+}
+
+void set_value(Parsed& parsed, const std::string& name, const std::string& value) {
+  if (!parsed.vm.count(name)) return;
+  parsed.vm.at(name).value() = boost::any(value);
+  if (!parsed.from_command_line.count(name) && !parsed.from_config.count(name))
+    parsed.from_base.insert(name);
+}
+
 Parsed parse(const Program& prog, const po::options_description& opts, int argc, char** argv,
              const po::positional_options_description* positional, bool speak,
              const std::string& base_config, const std::string& base_name) {
@@ -203,12 +277,22 @@ Parsed parse(const Program& prog, const po::options_description& opts, int argc,
     }
     if (out.vm.count("config")) {
       const std::string path = out.vm["config"].as<std::string>();
+      std::ifstream check(path);
+      if (!check) throw UsageError("--config " + path + ": cannot open (no such file?)");
+      const std::map<std::string, int> line_of = check_config_lines(check, path, opts);
       std::ifstream in(path);
-      if (!in) throw UsageError("--config " + path + ": cannot open (no such file?)");
-      po::parsed_options cf = po::parse_config_file(in, opts, false);
-      reject_negative_counts(cf, opts, " (in --config " + path + ")");
-      for (const auto& o : cf.options) out.from_config.insert(o.string_key);
-      po::store(cf, out.vm);  // values already stored (command line) are kept
+      try {
+        po::parsed_options cf = po::parse_config_file(in, opts, false);
+        reject_negative_counts(cf, opts, " (in --config " + path + ")");
+        for (const auto& o : cf.options) out.from_config.insert(o.string_key);
+        po::store(cf, out.vm);  // values already stored (command line) are kept
+      } catch (const po::error_with_option_name& e) {
+        std::string name = e.get_option_name();
+        name.erase(0, name.find_first_not_of('-'));
+        auto it = line_of.find(name);
+        throw UsageError(path + ":" + (it == line_of.end() ? std::string("?") : std::to_string(it->second)) +
+                         ": " + e.what() + " (see " + prog.name + " --help)");
+      }
     }
     if (!base_config.empty()) {
       std::istringstream in(base_config);

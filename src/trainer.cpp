@@ -12,11 +12,13 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <tuple>
 #include <sstream>
 
 #include "rbm/atomic_file.hpp"
 #include "rbm/blas_backend.hpp"
 #include "rbm/errors.hpp"
+#include "rbm/eval.hpp"
 #include "rbm/paths.hpp"
 
 namespace rbm {
@@ -58,20 +60,34 @@ po::options_description train_options(TrainConfig& c) {
        "L2 weight decay on the weights (not the biases)")
       ("init-std", po::value(&c.init_std)->default_value(0.01, "0.01")->value_name("S"),
        "initial weights ~ N(0, S^2)")
-      ("binarize", po::value(&c.binarize)->default_value("none")->value_name("MODE"),
-       "none (pixel/255) | threshold (pixel >= 128) | stochastic (Bernoulli(pixel/255))")
+      ("binarize", po::value(&c.binarize)->default_value("stochastic")->value_name("MODE"),
+       "stochastic (Bernoulli(pixel/255), the data a binary RBM models) | threshold "
+       "(pixel >= 128) | none (grey values pixel/255)")
       ("shuffle", po::value(&c.shuffle)->default_value("epoch")->value_name("MODE"),
        "epoch (each rank shuffles its rows every epoch) | none (file order)")
       ("seed", po::value(&c.seed)->default_value(1)->value_name("S"),
        "seed of every random draw (Philox counter-based)")
       ("checkpoint", po::value(&c.checkpoint)->default_value("model.h5")->value_name("FILE"),
-       "checkpoint/model file written by rank 0 (atomically)")
+       "checkpoint/model file written by rank 0 (atomically); '{epoch}' in the name keeps one "
+       "file per checkpoint (model-{epoch}.h5); with --resume F the default is F itself")
       ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(1)->value_name("E"),
        "write the checkpoint every E epochs (and always at the end)")
       ("resume", po::value(&c.resume)->value_name("FILE"),
-       "continue from this checkpoint (its options are the defaults)")
+       "continue from this checkpoint (its options are the defaults, except output paths)")
+      ("init-from", po::value(&c.init_from)->value_name("MODEL.h5"),
+       "start a NEW run (step 0, new options) from this model's parameters only")
+      ("force", po::bool_switch(&c.force),
+       "a fresh run may replace an existing --checkpoint / --metrics file")
       ("metrics", po::value(&c.metrics)->default_value("")->value_name("FILE"),
-       "append one JSON line per epoch to FILE")
+       "append one JSON line per epoch to FILE; with --resume F, the default is F's own "
+       "metrics file when F is that run's checkpoint")
+      ("keep-best", po::bool_switch(&c.keep_best),
+       "also keep best.h5 (next to --checkpoint): the epoch with the best validation "
+       "pseudo-log-likelihood")
+      ("early-stop", po::value(&c.early_stop)->default_value(0)->value_name("P"),
+       "stop after P epochs without a better validation pseudo-log-likelihood (0 = never)")
+      ("pll-draws", po::value(&c.pll_draws)->default_value(5)->value_name("D"),
+       "flipped-pixel draws per monitor image for the epoch's pseudo-log-likelihood")
       ("check-consistency", po::value(&c.check_consistency)->default_value(100)->value_name("N"),
        "compare a checksum of the parameters across ranks every N steps (0 = never)")
       ("node-size", po::value(&c.node_size)->default_value(0)->value_name("N"),
@@ -110,6 +126,12 @@ void validate(const TrainConfig& c) {
   if (c.checkpoint_every < 1) throw UsageError("--checkpoint-every 0: must be at least 1");
   if (!c.pcd && c.chains != 0) throw UsageError("--chains is only used with --pcd");
   if (c.node_size < 0) throw UsageError(fmt("--node-size ", c.node_size, ": must be >= 0"));
+  if (!c.resume.empty() && !c.init_from.empty())
+    throw UsageError("--resume and --init-from: give one (--resume continues a run, --init-from "
+                     "starts a new one from a model's parameters)");
+  if (c.pll_draws < 1) throw UsageError("--pll-draws 0: must be at least 1");
+  if (c.early_stop && !c.keep_best)
+    throw UsageError("--early-stop needs --keep-best (the best epoch is kept as best.h5)");
 }
 
 // ---------------------------------------------------------------------------
@@ -171,10 +193,33 @@ void Trainer::setup() {
       check_output_folder(ck);
       if (!cfg_.metrics.empty()) check_output_folder(metrics);
       // The checkpoint may be the file resumed from (that run continues); nothing else.
-      check_outputs_differ({ck}, {data});
-      check_outputs_differ({metrics}, {data, resume, ck});
+      const NamedPath first{"--checkpoint", checkpoint_file_for_epoch(1)};
+      const NamedPath init{"--init-from", cfg_.init_from};
+      check_outputs_differ({first}, {data, init});
+      check_outputs_differ({metrics}, {data, resume, first, init});
+      if (cfg_.keep_best)
+        check_outputs_differ({{"--keep-best", best_file()}}, {data, resume, first, metrics, init});
+      // Never replace another run's files: a fresh run (or a resume writing elsewhere)
+      // needs --force to overwrite an existing checkpoint or metrics file.
+      if (!cfg_.force) {
+        for (const NamedPath& out : {first, metrics}) {
+          if (out.path.empty() || !std::filesystem::exists(out.path)) continue;
+          if (!cfg_.resume.empty() &&
+              (same_file(out.path, cfg_.resume) || out.flag == "--metrics" ||
+               cfg_.checkpoint.find("{epoch}") != std::string::npos))
+            continue;  // continuing F (its own metrics, its '{epoch}' series)
+          throw UsageError(fmt(out.flag, " ", out.path, " already exists: continue that run with "
+                               "--resume ", out.flag == "--metrics" ? cfg_.checkpoint : out.path,
+                               ", or replace it with --force"));
+        }
+      }
     }
     if (mpath.empty()) mpath = monitor_images_path(cfg_.data);
+    if (cfg_.keep_best && mpath != schema::valid_images)
+      throw UsageError(fmt("--keep-best selects an epoch on the monitor images, and ", cfg_.data,
+                           " has no /validation split (selecting on ", mpath.empty() ? "nothing" : mpath,
+                           " would be selecting on test data): convert with mnist2h5 "
+                           "--validation-size K"));
     if (!mpath.empty()) {
       DatasetInfo m = inspect_dataset(cfg_.data, mpath);
       if (m.dim != info.dim)
@@ -203,6 +248,14 @@ void Trainer::setup() {
     }
   }
   cfg_.monitor_path = mpath;
+  monitor_split_ = mpath == schema::valid_images ? "valid"
+                   : mpath == schema::test_images ? "test"
+                                                  : mpath;
+  if (env_.root() && have_monitor_ && mpath == schema::test_images)
+    std::printf("warning: %s has no /validation images: the monitor (free energy, "
+                "pseudo-likelihood) uses /test, labelled 'test'; never pick an epoch or a "
+                "setting by it (mnist2h5 keeps a validation split by default)\n",
+                cfg_.data.c_str());
 
   try {
     shared_ = std::make_unique<NodeShared>(Params::count(V_, H_), kCounters, cfg_.node_size);
@@ -225,6 +278,8 @@ void Trainer::setup() {
   }
   if (!cfg_.resume.empty())
     resume_from(cfg_.resume);
+  else if (!cfg_.init_from.empty())
+    init_from_model(cfg_.init_from);
   else
     init_params();
 }
@@ -291,6 +346,29 @@ void Trainer::init_params() {
   }
 }
 
+/// --init-from: a new run (step 0, momentum 0, this run's options) from a model's
+/// parameters; rank 0 reads and checks it, every node gets it by one broadcast.
+void Trainer::init_from_model(const std::string& path) {
+  agree(env_, [&] {
+    if (!env_.root()) return;
+    ParamBuffer m = read_model(path);
+    if (m.V() != V_ || m.H() != H_)
+      throw UsageError(fmt("--init-from ", path, ": model is ", m.V(), "x", m.H(),
+                           " but the data has ", V_, " pixels and --hidden is ", H_,
+                           " (give --hidden ", m.H(), ")"));
+    for (float x : m.data)
+      if (!std::isfinite(x)) throw UsageError("--init-from " + path + ": holds NaN or infinite values");
+    std::copy(m.data.begin(), m.data.end(), theta_.data());
+  });
+  shared_->broadcast_from_root(theta_.data(), theta_.size());
+  std::vector<float> u(V_);
+  for (Eigen::Index m = 0; m < chains_.cols(); ++m) {
+    rng_.uniforms(Stream::chain_init, 0, 0, chain_index_[m], u.data(), V_);
+    for (size_t i = 0; i < V_; ++i)
+      chains_(i, m) = u[i] < 1.0f / (1.0f + std::exp(-theta_.b(i))) ? 1.0f : 0.0f;
+  }
+}
+
 /// Rank 0 alone reads and checks the checkpoint (no metadata storm from many ranks)
 /// straight into its node's shared copy; the other nodes get it by one broadcast.
 void Trainer::resume_from(const std::string& path) {
@@ -319,9 +397,12 @@ void Trainer::resume_from(const std::string& path) {
   shared_->broadcast_from_root(theta_.data(), theta_.size());
   shared_->broadcast_from_root(momentum_, theta_.size());
   // The small state and the chains (binary, C x V bytes) to every rank.
-  double scalars[5] = {static_cast<double>(st.step), st.epoch_recon_sq, st.epoch_samples,
-                       st.seconds, static_cast<double>(st.ranks)};
-  MPI_Bcast(scalars, 5, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  double scalars[7] = {static_cast<double>(st.step), st.epoch_recon_sq, st.epoch_samples,
+                       st.seconds, static_cast<double>(st.ranks), st.best_pll,
+                       static_cast<double>(st.best_epoch)};
+  MPI_Bcast(scalars, 7, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  best_pll_ = scalars[5];
+  best_epoch_ = static_cast<uint64_t>(scalars[6]);
   unsigned long long step = st.step;  // exact, whatever its size
   MPI_Bcast(&step, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
   if (cfg_.pcd) {
@@ -460,8 +541,41 @@ double Trainer::mean_free_energy(const Shard& s) {
   return sum[1] > 0 ? sum[0] / sum[1] : NAN;
 }
 
+/// The file a checkpoint at `next_step` goes to: --checkpoint with '{epoch}' replaced
+/// by the epoch the state belongs to (a mid-epoch state is in its epoch's file, which
+/// that epoch's end then replaces).
+std::string Trainer::checkpoint_file(uint64_t next_step) const {
+  return checkpoint_file_for_epoch((next_step + steps_per_epoch_ - 1) / steps_per_epoch_);
+}
+
+std::string Trainer::checkpoint_file_for_epoch(uint64_t epoch) const {
+  std::string path = cfg_.checkpoint;
+  const size_t at = path.find("{epoch}");
+  if (at == std::string::npos) return path;
+  return path.replace(at, 7, std::to_string(std::max<uint64_t>(epoch, 1)));
+}
+
+std::string Trainer::best_file() const {
+  const std::filesystem::path ck(cfg_.checkpoint);
+  return (ck.parent_path() / "best.h5").string();
+}
+
 void Trainer::save(uint64_t next_step, const std::string& why) {
+  write_state(checkpoint_file(next_step), next_step);
+  if (env_.root()) {
+    std::printf("checkpoint %s written (%s, step %llu)\n", checkpoint_file(next_step).c_str(),
+                why.c_str(), static_cast<unsigned long long>(next_step));
+    std::fflush(stdout);
+  }
+}
+
+void Trainer::write_state(const std::string& path, uint64_t next_step) {
   TrainState st;
+  st.checkpoint_file = path;
+  st.checkpoint_pattern = cfg_.checkpoint;
+  st.metrics_file = cfg_.metrics;
+  st.best_pll = best_pll_;
+  st.best_epoch = best_epoch_;
   st.step = next_step;
   st.epoch = next_step / steps_per_epoch_;
   st.seed = cfg_.seed;
@@ -499,23 +613,46 @@ void Trainer::save(uint64_t next_step, const std::string& why) {
   // Rank 0 writes; every rank learns the outcome, so a failed write (full disk, EIO)
   // is one line from rank 0 and exit 1 on every rank, the last good checkpoint intact.
   agree(env_, [&] {
-    if (env_.root()) write_checkpoint(cfg_.checkpoint, theta_, &st);
+    if (env_.root()) write_checkpoint(path, theta_, &st);
   });
-  if (env_.root()) {
-    std::printf("checkpoint %s written (%s, step %llu)\n", cfg_.checkpoint.c_str(), why.c_str(),
-                static_cast<unsigned long long>(next_step));
-    std::fflush(stdout);
-  }
 }
 
-std::string Trainer::epoch_report(uint64_t epoch, uint64_t next_step, double train_seconds) {
+/// Pseudo-log-likelihood of the first --monitor-size monitor images (all ranks), as
+/// scikit-learn's score_samples, averaged over --pll-draws flipped pixels per image:
+/// returns {mean over images, its standard error (sd over images / sqrt(n))}.
+std::pair<double, double> Trainer::monitor_pll() {
+  const size_t m = std::min(cfg_.monitor_size, monitor_.layout.n);
+  auto [lo, hi] = monitor_.layout.local_range(0, m);
+  Matrix X;
+  std::vector<uint64_t> ids;
+  binarize_rows(monitor_, lo, hi, nullptr, UINT64_MAX, X, &ids);  // fixed draws
+  Eigen::VectorXd per_image = Eigen::VectorXd::Zero(X.cols());
+  for (size_t d = 0; d < cfg_.pll_draws; ++d) {
+    const CounterRng draw(cfg_.seed + 0x9e3779b97f4a7c15ull * (d + 1));
+    if (X.cols() > 0) per_image += eval::pseudo_loglik(theta_, X, ids.data(), draw);
+  }
+  per_image /= static_cast<double>(cfg_.pll_draws);
+  double sums[3] = {per_image.sum(), per_image.squaredNorm(), static_cast<double>(X.cols())};
+  MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  const double n = sums[2], mean = sums[0] / n;
+  const double var = n > 1 ? std::max(0.0, (sums[1] - n * mean * mean) / (n - 1)) : 0.0;
+  return {mean, std::sqrt(var / n)};
+}
+
+Trainer::EpochReport Trainer::epoch_report(uint64_t epoch, uint64_t next_step,
+                                           double train_seconds) {
+  EpochReport rep;
   double fe_train = mean_free_energy(train_);
   double fe_valid = have_monitor_ ? mean_free_energy(monitor_) : NAN;
+  double pll = NAN, pll_se = NAN;
+  if (have_monitor_) std::tie(pll, pll_se) = monitor_pll();
+  rep.pll = pll;
   // Timings of the slowest rank: [training time, time in the step's reduction + update].
   double slow[2] = {train_seconds, reduce_seconds_};
   MPI_Allreduce(MPI_IN_PLACE, slow, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   const double slowest = slow[0];
   reduce_seconds_ = 0;
+  const SgdHyper hyper = hyper_for_epoch(epoch);
   const double recon = epoch_.recon_sq / std::max(1.0, epoch_.samples) / static_cast<double>(V_);
   const double rate = epoch_.timed_samples / std::max(slowest, 1e-9);
   const double elapsed = seconds_before_ + (now() - start_time_);
@@ -523,26 +660,47 @@ std::string Trainer::epoch_report(uint64_t epoch, uint64_t next_step, double tra
                            std::max(1.0, static_cast<double>(epoch + 1) -
                                              static_cast<double>(start_step_ / steps_per_epoch_));
   const double eta = per_epoch * static_cast<double>(cfg_.epochs - epoch - 1);
+  // A binary RBM's free energy per image is of the order of V + H nats; far beyond
+  // that the model has blown up even when nothing is NaN yet (lr 1000: F ~ 5e5).
+  const double f_limit = 20.0 * static_cast<double>(V_ + H_);
+  const bool exploded = !(std::abs(fe_train) < f_limit) ||
+                        (have_monitor_ && !(std::abs(fe_valid) < f_limit));
   if (env_.root()) {
     if (live_progress()) std::printf("\r\033[K");
-    const std::string valid = have_monitor_
-                                  ? fmt_fixed(fe_valid, 9, 3) + " (gap " +
-                                        fmt_fixed(fe_valid - fe_train, 0, 3, true) + ")"
-                                  : std::string("- (no validation or test images)");
-    std::printf("epoch %3llu/%zu | step %7llu | recon %.5f | F train %9.3f valid %s"
+    const std::string mon = have_monitor_
+                                ? monitor_split_ + " " + fmt_fixed(fe_valid, 9, 3) + " (gap " +
+                                      fmt_fixed(fe_valid - fe_train, 0, 3, true) + ") | PLL " +
+                                      monitor_split_ + " " + fmt_fixed(pll, 0, 2) + " +- " +
+                                      fmt_fixed(pll_se, 0, 2)
+                                : std::string("- (no validation or test images)");
+    std::printf("epoch %3llu/%zu | step %7llu | lr %g mu %g | recon %.5f | F train %9.3f %s"
                 " | %8.0f samples/s | %6.1f s (reduce %4.1f s) | ETA %s\n",
                 static_cast<unsigned long long>(epoch + 1), cfg_.epochs,
-                static_cast<unsigned long long>(next_step), recon, fe_train, valid.c_str(), rate,
-                slowest, slow[1], seconds_text(eta).c_str());
+                static_cast<unsigned long long>(next_step), hyper.lr, hyper.momentum, recon,
+                fe_train, mon.c_str(), rate, slowest, slow[1], seconds_text(eta).c_str());
+    if (exploded && !warned_exploded_)
+      std::printf("warning: the mean free energy (train %.4g%s) is far beyond what a %zux%zu "
+                  "binary RBM gives (|F| < %.0f): the model has blown up; the learning rate "
+                  "%g is probably too large (try --lr %g)\n",
+                  fe_train, have_monitor_ ? fmt(", ", monitor_split_, " ", fe_valid).c_str() : "",
+                  V_, H_, f_limit, cfg_.lr, cfg_.lr / 10);
     std::fflush(stdout);
   }
+  warned_exploded_ = warned_exploded_ || exploded;
   epoch_ = Monitor{};
   auto num = [](double v) { return std::isfinite(v) ? fmt(v) : std::string("null"); };
-  return fmt("{\"epoch\": ", epoch + 1, ", \"step\": ", next_step, ", \"recon_error\": ",
-             num(recon), ", \"free_energy_train\": ", num(fe_train), ", \"free_energy_valid\": ",
-             num(fe_valid), ", \"samples_per_s\": ", num(rate), ", \"seconds\": ", num(elapsed),
-             ", \"epoch_seconds\": ", num(slowest), ", \"reduce_seconds\": ", num(slow[1]),
-             ", \"ranks\": ", env_.size, "}\n");
+  const std::string key = monitor_split_ == "test" ? "test" : "valid";
+  rep.metrics = fmt("{\"epoch\": ", epoch + 1, ", \"step\": ", next_step, ", \"lr\": ", num(hyper.lr),
+                    ", \"momentum\": ", num(hyper.momentum), ", \"recon_error\": ", num(recon),
+                    ", \"free_energy_train\": ", num(fe_train), ", \"free_energy_", key, "\": ",
+                    num(fe_valid), ", \"pseudo_loglik_", key, "\": ", num(pll),
+                    ", \"pseudo_loglik_", key, "_stderr\": ", num(pll_se),
+                    ", \"monitor_split\": \"", have_monitor_ ? monitor_split_ : "none", "\"",
+                    ", \"exploded\": ", exploded ? "true" : "false",
+                    ", \"samples_per_s\": ", num(rate), ", \"seconds\": ", num(elapsed),
+                    ", \"epoch_seconds\": ", num(slowest), ", \"reduce_seconds\": ", num(slow[1]),
+                    ", \"ranks\": ", env_.size, "}\n");
+  return rep;
 }
 
 /// Appends one JSON line to --metrics (rank 0; every rank learns if that failed).
@@ -594,7 +752,18 @@ void Trainer::trim_metrics(uint64_t completed_epochs) {
 bool Trainer::live_progress() const {
   if (cfg_.progress == "always") return true;
   if (cfg_.progress == "never") return false;
-  return isatty(1) && !std::getenv("SLURM_JOB_ID");
+  if (!isatty(1) || std::getenv("SLURM_JOB_ID")) return false;
+  // Under mpirun, rank 0's stdout is a pseudo-terminal even when mpirun's own output
+  // goes to a file: ask where the launcher's stdout goes (our parent, on one node).
+  if (std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK")) {
+    char link[64], target[256];
+    std::snprintf(link, sizeof link, "/proc/%d/fd/1", static_cast<int>(getppid()));
+    const ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n <= 0) return false;
+    target[n] = '\0';
+    return std::strncmp(target, "/dev/pts/", 9) == 0 || std::strncmp(target, "/dev/tty", 8) == 0;
+  }
+  return true;
 }
 
 void install_stop_handlers() {
@@ -611,7 +780,7 @@ int Trainer::run() {
   start_time_ = now();
   const uint64_t total = cfg_.epochs * steps_per_epoch_;
   if (env_.root() && !cfg_.metrics.empty() && cfg_.resume.empty())
-    std::ofstream(cfg_.metrics, std::ios::trunc);  // a fresh run starts a fresh file
+    std::ofstream(cfg_.metrics, std::ios::trunc);  // a fresh run (checked: --force or new)
   if (!cfg_.resume.empty()) trim_metrics(start_step_ / steps_per_epoch_);
   const bool live = env_.root() && live_progress();
   double train_seconds = 0, last_print = 0;
@@ -630,18 +799,40 @@ int Trainer::run() {
       std::fflush(stdout);
     }
     const bool epoch_end = (t + 1) % steps_per_epoch_ == 0;
-    if (epoch_end) {  // the epoch line, then the checkpoint, then the metrics line
-      const std::string metrics_line = epoch_report(epoch, t + 1, train_seconds);
+    bool early_stop = false;
+    if (epoch_end) {  // the epoch line, then the checkpoint(s), then the metrics line
+      const EpochReport rep = epoch_report(epoch, t + 1, train_seconds);
       train_seconds = 0;
-      if ((epoch + 1) % cfg_.checkpoint_every == 0 || t + 1 == total)
+      const bool better = cfg_.keep_best && rep.pll > best_pll_;  // the same on every rank
+      if (better) {
+        best_pll_ = rep.pll;
+        best_epoch_ = epoch + 1;
+      }
+      early_stop = cfg_.early_stop && t + 1 < total && epoch + 1 - best_epoch_ >= cfg_.early_stop;
+      if ((epoch + 1) % cfg_.checkpoint_every == 0 || t + 1 == total || early_stop)
         save(t + 1, fmt("epoch ", epoch + 1));
-      append_metrics(metrics_line);
+      if (better) {
+        write_state(best_file(), t + 1);
+        if (env_.root())
+          std::printf("best.h5: epoch %llu is the best so far (validation pseudo-log-likelihood "
+                      "%.3f), written to %s\n",
+                      static_cast<unsigned long long>(epoch + 1), rep.pll, best_file().c_str());
+      }
+      append_metrics(rep.metrics);
+    }
+    if (early_stop) {
+      if (env_.root())
+        std::printf("early stop after epoch %llu: no better validation pseudo-log-likelihood "
+                    "for %zu epochs; the best epoch is %llu (%.3f), kept as %s\n",
+                    static_cast<unsigned long long>(epoch + 1), cfg_.early_stop,
+                    static_cast<unsigned long long>(best_epoch_), best_pll_, best_file().c_str());
+      return exit_code::ok;
     }
     if (stop && t + 1 < total) {  // (a signal during the last step: training is done anyway)
       if (!epoch_end || (epoch + 1) % cfg_.checkpoint_every != 0) save(t + 1, "stop signal");
       if (env_.root())
         std::printf("stopped by a signal at step %llu; resume with --resume %s (exit code %d)\n",
-                    static_cast<unsigned long long>(t + 1), cfg_.checkpoint.c_str(),
+                    static_cast<unsigned long long>(t + 1), checkpoint_file(t + 1).c_str(),
                     exit_code::preempted);
       return exit_code::preempted;
     }
@@ -649,6 +840,9 @@ int Trainer::run() {
   if (start_step_ >= total && env_.root())
     std::printf("nothing to do: the checkpoint is already at epoch %zu of %zu\n",
                 static_cast<size_t>(start_step_ / steps_per_epoch_), cfg_.epochs);
+  if (cfg_.keep_best && best_epoch_ && env_.root())
+    std::printf("best epoch: %llu (validation pseudo-log-likelihood %.3f), kept as %s\n",
+                static_cast<unsigned long long>(best_epoch_), best_pll_, best_file().c_str());
   return exit_code::ok;
 }
 

@@ -73,7 +73,7 @@ TEST(IdxRead, ErrorIsOneUsageLineStartingWithThePath) {
 // ---- IdxConvert: the converter's output, byte for byte ----------------------------------
 
 TEST_F(IdxConvert, EveryPixelAndLabelShapesLayoutAndAttributes) {
-  RunResult r = convert("--chunk-rows 16");
+  RunResult r = convert("--chunk-rows 16 --validation-size 0");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   // Two lines: the GEMM backend (every program states it first) and the summary.
@@ -105,6 +105,17 @@ TEST_F(IdxConvert, EveryPixelAndLabelShapesLayoutAndAttributes) {
   }
   for (const char* path : {rbm::schema::train_labels, rbm::schema::test_labels})
     EXPECT_EQ(layout_of(h5, path).type, rbm::h5::Type::u8) << path;
+}
+
+// The default keeps a validation split (test data is never the validation set): a
+// sixth of the training images, at most 10,000.
+TEST_F(IdxConvert, DefaultValidationSplitIsASixthAtMost10000) {
+  RunResult r = convert();
+  ASSERT_EQ(r.code, 0) << r.err;
+  const uint32_t k = kTrain / 6;
+  expect_rows("/train", train, 0, kTrain - k);
+  expect_rows("/validation", train, kTrain - k, k);
+  expect_rows("/test", test, 0, kTest);
 }
 
 TEST_F(IdxConvert, ValidationIsTheLastKTrainingImages) {
@@ -168,7 +179,7 @@ TEST_F(IdxConvert, HelpListsEveryOptionWithDefaults) {
   RunResult r = run(bin("mnist2h5") + " --help");
   ASSERT_EQ(r.code, 0) << r.err;
   for (const char* s : {"--train-images", "--train-labels", "--test-images", "--test-labels",
-                        "--validation-size K (=0)", "--chunk-rows N (=1024)",
+                        "--validation-size K (=auto)", "--chunk-rows N (=1024)",
                         "--compression LEVEL (=4)", "--force", "--config"})
     EXPECT_TRUE(contains(r.out, s)) << "--help lacks " << s << ":\n" << r.out;
   RunResult md = run(bin("mnist2h5") + " --help-markdown");
@@ -184,7 +195,7 @@ TEST(IdxFashionMnist, FullConversionByteExact) {
     GTEST_SKIP() << dir << " is missing (Fashion-MNIST package not installed): skipped";
   TempDir tmp;
   const std::string h5 = tmp / "fashion.h5";
-  RunResult r = run(bin("mnist2h5") + " " + dir + " " + quote(h5), 300);
+  RunResult r = run(bin("mnist2h5") + " " + dir + " " + quote(h5) + " --validation-size 0", 300);
   ASSERT_EQ(r.code, 0) << r.err;
   std::cout << "[   info   ] " << r.out << "[   info   ] wall " << r.seconds << " s, "
             << fs::file_size(h5) << " bytes\n";

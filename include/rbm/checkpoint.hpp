@@ -19,6 +19,7 @@
 // complete file or the new complete file, never a half-written one.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -40,6 +41,12 @@ struct TrainState {
   double epoch_recon_sq = 0;     ///< partial-epoch counters (resume mid-epoch)
   double epoch_samples = 0;
   std::string config;            ///< 'name = value' lines, readable as a --config file
+                                 ///< (never output paths: those are the attributes below)
+  std::string checkpoint_file;   ///< absolute path this checkpoint was written to
+  std::string checkpoint_pattern;///< --checkpoint as given, absolute (may hold '{epoch}')
+  std::string metrics_file;      ///< absolute --metrics of the run, "" if none
+  double best_pll = -HUGE_VAL;   ///< --keep-best: best validation pseudo-log-likelihood
+  uint64_t best_epoch = 0;       ///< ... and its epoch (0 = none yet)
   std::vector<float> momentum;   ///< Params layout
   std::vector<uint8_t> chains;   ///< [C, V] binary chain states, empty unless PCD
 };
@@ -54,5 +61,11 @@ bool has_train_state(const std::string& path);
 TrainState read_train_state(const std::string& path, size_t V, size_t H);
 /// Only the stored configuration ('name = value' lines) of a resumable checkpoint.
 std::string read_train_state_config(const std::string& path);
+
+/// The run's output paths stored in a checkpoint (empty when absent: older files).
+struct StoredOutputs {
+  std::string checkpoint_file, checkpoint_pattern, metrics_file;
+};
+StoredOutputs read_stored_outputs(const std::string& path);
 
 }  // namespace rbm

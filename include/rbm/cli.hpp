@@ -11,6 +11,7 @@
 #include <boost/program_options.hpp>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace rbm::cli {
 
@@ -53,6 +54,13 @@ std::string version_text(const std::string& program);
 std::string markdown_table(const po::options_description& opts);
 /// The effective configuration: one row per option, its value and where it came from.
 std::string config_table(const po::options_description& opts, const Parsed& parsed);
+
+/// `config` ('name = value' lines) without the lines of the options in `names`.
+std::string without_options(const std::string& config, const std::vector<std::string>& names);
+
+/// Replaces an option's value after parsing (e.g. a path made absolute); it is then
+/// shown as coming from the checkpoint unless the user gave it.
+void set_value(Parsed& parsed, const std::string& name, const std::string& value);
 
 /// Value of an option as text ("" when unset), whatever its type.
 std::string value_text(const po::variable_value& v);

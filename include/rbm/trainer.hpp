@@ -13,7 +13,9 @@
 // is made by one local rank, so every rank sees the same model after every step.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <utility>
 #include <memory>
 #include <string>
 
@@ -28,14 +30,16 @@
 namespace rbm {
 
 struct TrainConfig {
-  std::string data, train_path, monitor_path, checkpoint, resume, metrics;
+  std::string data, train_path, monitor_path, checkpoint, resume, metrics, init_from;
+  bool force = false, keep_best = false;
+  size_t early_stop = 0, pll_draws = 5;
   size_t hidden = 500, epochs = 20, batch = 100, chains = 0, monitor_size = 1000;
   int cd_k = 1;
   bool pcd = false;
   double lr = 0.1, lr_decay = 0.0, momentum = 0.9, initial_momentum = 0.5;
   size_t momentum_epochs = 5;
   double weight_decay = 2e-4, init_std = 0.01;
-  std::string binarize = "none", shuffle = "epoch", progress = "auto";
+  std::string binarize = "stochastic", shuffle = "epoch", progress = "auto";
   uint64_t seed = 1;
   size_t checkpoint_every = 1, check_consistency = 100;
   int node_size = 0;
@@ -89,8 +93,18 @@ class Trainer {
   void save(uint64_t next_step, const std::string& why);
   void check_consistency(uint64_t t);
   bool live_progress() const;
-  /// Prints the epoch line (rank 0) and returns its --metrics JSON line.
-  std::string epoch_report(uint64_t epoch, uint64_t next_step, double train_seconds);
+  struct EpochReport {
+    std::string metrics;  ///< the --metrics JSON line
+    double pll = NAN;     ///< monitor pseudo-log-likelihood (NaN without a monitor)
+  };
+  /// Prints the epoch line (rank 0); the same report on every rank.
+  EpochReport epoch_report(uint64_t epoch, uint64_t next_step, double train_seconds);
+  std::pair<double, double> monitor_pll();
+  std::string checkpoint_file(uint64_t next_step) const;
+  std::string checkpoint_file_for_epoch(uint64_t epoch) const;
+  std::string best_file() const;
+  void write_state(const std::string& path, uint64_t next_step);
+  void init_from_model(const std::string& path);
   void append_metrics(const std::string& line);
   void trim_metrics(uint64_t completed_epochs);
   void check_same_configuration() const;
@@ -120,6 +134,10 @@ class Trainer {
   Monitor epoch_;
   double seconds_before_ = 0;  // training time of earlier runs (resume)
   double start_time_ = 0;
+  std::string monitor_split_ = "valid";  // "valid" or "test": what the epoch line calls it
+  bool warned_exploded_ = false;
+  double best_pll_ = -HUGE_VAL;  // --keep-best
+  uint64_t best_epoch_ = 0;
   double reduce_seconds_ = 0;  // time in the step's reduction (+ update, barriers) this epoch
 };
 

@@ -17,7 +17,7 @@ source "$here/checks.sh"
 
 cluster_test_setup "$bin_dir"  # cluster up, cd into $CLUSTER_DIR/work, mnist/ written
 
-HIDDEN="16 24" SBATCH_OPTS="--ntasks-per-node=4" \
+SWEEP_OPTION=--hidden SWEEP_VALUES="16 24" SBATCH_OPTS="--ntasks-per-node=4" \
   bash "$src/slurm/sweep.sh" mnist data/data.h5 sweep --epochs 2 --batch-size 50 --seed 5 \
     --monitor-size 100 >sweep.out 2>&1 || { cat sweep.out >&2; die "sweep.sh failed"; }
 cat sweep.out >&2
@@ -31,10 +31,16 @@ for id in "${ids[@]}"; do
 done
 
 for h in 16 24; do
-  out=$(ls sweep/h$h-*.out)
+  out=$(ls sweep/hidden-$h-*.out)
   grep -v '^rbm_dist.sbatch:' "$out" | grep -q '\b4 ranks\b' || { cat "$out" >&2; die "$out: no '4 ranks'"; }
-  check_model "sweep/h$h/model.h5" 784 "$h"
+  check_model "sweep/hidden-$h/model.h5" 784 "$h"
 done
 n=$(grep -c '"epoch": 2' sweep/summary.txt)
 ((n == 2)) || { cat sweep/summary.txt >&2; die "summary.txt: $n runs at epoch 2, expected 2"; }
+# Ranked: the first run has the highest last validation pseudo-log-likelihood.
+mapfile -t pll < <(sed -n 's/.*"pseudo_loglik_valid": \([-0-9.e+]*\).*/\1/p' sweep/summary.txt)
+((${#pll[@]} == 2)) || { cat sweep/summary.txt >&2; die "summary.txt: no pseudo_loglik_valid"; }
+awk -v a="${pll[0]}" -v b="${pll[1]}" 'BEGIN { exit !(a >= b) }' ||
+  { cat sweep/summary.txt >&2; die "summary.txt is not ranked best first"; }
+head -n 2 sweep/summary.txt | tail -n 1 | grep -q '^1 ' || { cat sweep/summary.txt >&2; die "no rank column"; }
 log "PASS: sweep convert -> h16, h24 (4 ranks each) -> summary (${SECONDS}s)"
