@@ -143,7 +143,8 @@ TEST_F(IdxConvert, FourFileOptionsWithValidation) {
 
 TEST_F(IdxConvert, TrainPairAloneWritesNoTestGroup) {
   RunResult r = run(bin("mnist2h5") + " --train-images " + quote(train_images) +
-                    " --train-labels " + quote(train_labels) + " --output " + quote(h5));
+                    " --train-labels " + quote(train_labels) + " --output " + quote(h5) +
+                    " --validation-size 0");
   ASSERT_EQ(r.code, 0) << r.err;
   expect_rows("/train", train, 0, kTrain);
   rbm::h5::Id f = rbm::h5::open_file(h5);
@@ -158,14 +159,14 @@ TEST_F(IdxConvert, DottedNamesAndGzipByContent) {
   write_idx(in + "/train-labels-idx1-ubyte.gz", {kTrain}, train.labels, false);
   fs::remove(test_labels);
   write_idx(in + "/t10k-labels-idx1-ubyte", {kTest}, test.labels, true);
-  RunResult r = convert();
+  RunResult r = convert("--validation-size 0");
   ASSERT_EQ(r.code, 0) << r.err;
   expect_rows("/train", train, 0, kTrain);
   expect_rows("/test", test, 0, kTest);
 }
 
 TEST_F(IdxConvert, CompressionZeroAndOptionsFromConfigFile) {
-  write_bytes(tmp / "opts.cfg", "compression = 0\nchunk-rows = 8\n");
+  write_bytes(tmp / "opts.cfg", "compression = 0\nchunk-rows = 8\nvalidation-size = 0\n");
   RunResult r = convert("--config " + quote(tmp / "opts.cfg"));
   ASSERT_EQ(r.code, 0) << r.err;
   Layout L = layout_of(h5, rbm::schema::train_images);

@@ -65,7 +65,7 @@ struct ResumeCase {
 };
 std::string full_run(const TempDir& tmp, const ResumeCase& c) {
   const std::string out = tmp / "full.h5";
-  RunResult r = run(rbm_dist(c.np, "--data " + c.data + c.args + " --checkpoint " + out), 200);
+  RunResult r = run(rbm_dist(c.np, "--data " + c.data + c.args + " --force --checkpoint " + out), 200);
   EXPECT_EQ(r.code, 0) << r.err;
   return out;
 }

@@ -28,7 +28,7 @@ mn_begin "$bin_dir"   # work folder with data.h5 (600 train, 100 test images)
 timeout -k 5 60 "${MN_MPIRUN_2X2[@]}" bash -c \
   'echo "$OMPI_COMM_WORLD_RANK $(hostname) $OMPI_COMM_WORLD_LOCAL_RANK/$OMPI_COMM_WORLD_LOCAL_SIZE"' \
   >placement.out 2>&1 || { cat placement.out >&2; die "mpirun over uts_agent.sh failed"; }
-placement=$(sort -n placement.out | tr '\n' ';')
+placement=$(grep -E "^[0-9]+ " placement.out | sort -n | tr "\n" ";")
 [[ $placement == "0 nA 0/2;1 nA 1/2;2 nB 0/2;3 nB 1/2;" ]] ||
   die "ranks placed as '$placement', expected 0,1 on nA and 2,3 on nB"
 log "placement: $placement"

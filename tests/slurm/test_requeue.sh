@@ -61,7 +61,7 @@ log "job $job requeued: $(scontrol -o show job "$job" | grep -o 'JobState=[^ ]*\
 grep -qF "rbm_dist.sbatch: job $job restart 0 on $nodelist " train.out ||
   { head -n 3 train.out >&2; die "job $job did not run on $nodelist"; }
 grep -q '^rbm_dist.sbatch: got SIGUSR1' train.out || die "the script did not see SIGUSR1"
-grep -q 'checkpoint run/model.h5 written (stop signal' train.out || { cat train.out >&2; die "no stop-signal checkpoint in the log"; }
+grep -qE 'checkpoint (.*/)?run/model.h5 written \(stop signal' train.out || { cat train.out >&2; die "no stop-signal checkpoint in the log"; }
 grep -q '^rbm_dist.sbatch: rbm_dist exited with 75' train.out || { cat train.out >&2; die "rbm_dist did not exit with 75"; }
 grep -q '^rbm_dist.sbatch: checkpoint written; requeueing' train.out || die "the script did not requeue"
 stop_step=$(sed -n 's/^stopped by a signal at step \([0-9]*\).*/\1/p' train.out | head -n1)
