@@ -48,7 +48,7 @@ mn_begin() {
   cd "$MN_WORK" || die "cannot enter $MN_WORK"
   mkdir -p mnist
   perl "$MN_HERE/../slurm/make_idx.pl" mnist 600 100 || die "make_idx.pl failed"
-  "$bin_dir/mnist2h5" mnist data.h5 >/dev/null || die "mnist2h5 failed"
+  "$bin_dir/mnist2h5" mnist data.h5 --validation-size 0 >/dev/null || die "mnist2h5 failed"
 }
 
 # The descendants of PID (children first), from /proc.

@@ -28,7 +28,7 @@ source "$here/multinode.sh"
 
 mn_require
 cluster_test_setup "$bin_dir"   # 2-node cluster up, cd $CLUSTER_DIR/work, mnist/ written
-"$bin_dir/mnist2h5" mnist data.h5 >/dev/null || die "mnist2h5 failed"
+"$bin_dir/mnist2h5" mnist data.h5 --validation-size 0 >/dev/null || die "mnist2h5 failed"
 H=32
 opts=(--hidden $H --epochs 3 --batch-size 20 --seed 5 --monitor-size 100)
 

@@ -31,7 +31,7 @@ LIMIT_S=10
 
 mn_require
 cluster_test_setup "$bin_dir"
-"$bin_dir/mnist2h5" mnist data.h5 >/dev/null || die "mnist2h5 failed"
+"$bin_dir/mnist2h5" mnist data.h5 --validation-size 0 >/dev/null || die "mnist2h5 failed"
 slurmd_n1=${CLUSTER_PIDS[2]} slurmd_n2=${CLUSTER_PIDS[3]}
 kill_wait=$(scontrol show config | sed -n 's/^KillWait *= *\([0-9]*\) sec.*/\1/p')
 [[ -n $kill_wait ]] || die "no KillWait in scontrol show config"
