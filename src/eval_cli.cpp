@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 
+#include "rbm/checkpoint.hpp"
 #include "rbm/errors.hpp"
 
 namespace rbm::evalcli {
@@ -72,9 +74,36 @@ void add_seed(po::options_description_easy_init& o) {
     "seed of every random draw (counter-based: results do not depend on the rank count)");
 }
 void add_binarize(po::options_description_easy_init& o, const char* def) {
-  o("binarize", po::value<std::string>()->default_value(def)->value_name("MODE"),
-    "how pixels x become visible values: threshold (x >= 128), stochastic "
-    "(Bernoulli(x/255), seeded) or none (x/255)");
+  o("binarize", po::value<std::string>()->default_value("model")->value_name("MODE"),
+    (std::string("how pixels x become visible values: model (as the model was trained, from "
+                 "the checkpoint; ") + def + " for a model without a stored setting) | threshold "
+                 "(x >= 128) | stochastic (Bernoulli(x/255), seeded) | none (x/255)").c_str());
+}
+
+eval::Binarize resolve_binarize(const Context& c, const std::string& model_path,
+                                eval::Binarize fallback, bool binary_only) {
+  std::string trained;  // the model's training setting, if its checkpoint stores one
+  if (has_train_state(model_path)) {
+    std::istringstream in(read_train_state_config(model_path));
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("binarize = ", 0) == 0) trained = line.substr(11);
+  }
+  const std::string asked = c.str("binarize");
+  eval::Binarize mode = fallback;
+  if (asked == "model") {
+    if (!trained.empty()) mode = eval::parse_binarize(trained);
+  } else {
+    mode = eval::parse_binarize(asked);
+    if (!trained.empty() && trained != asked && c.env.root())
+      std::printf("warning: %s was trained with --binarize %s; evaluating with %s gives other "
+                  "numbers (up to ~15 nats of log-likelihood)\n",
+                  model_path.c_str(), trained.c_str(), asked.c_str());
+  }
+  if (binary_only && mode == eval::Binarize::none)
+    throw UsageError(fmt("--binarize none", asked == "model" ? " (how " + model_path + " was trained)" : "",
+                         ": ", c.sub, " needs binary images (-F(v) - log Z is a log-probability "
+                         "only for v in {0,1}^V): give --binarize stochastic or threshold"));
+  return mode;
 }
 void add_json(po::options_description_easy_init& o) {
   o("json", po::bool_switch(), "also print the results as one JSON object (the last line)");

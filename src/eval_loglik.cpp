@@ -51,7 +51,7 @@ int run_loglik(const Context& c) {
     runs = static_cast<size_t>(at_least(c, "runs", 2));
     K = static_cast<size_t>(at_least(c, "betas", 3));
     exact_max = at_least(c, "exact-max", 0);
-    mode = ev::parse_binarize(c.str("binarize"));
+    mode = resolve_binarize(c, model_path, ev::Binarize::threshold, true);
     model = read_model(model_path);
     n_train = data_for_model(data_path, "train", model_path, model.V()).rows;
     data_for_model(data_path, split, model_path, model.V());

@@ -139,30 +139,44 @@ TEST(EvalPseudo, MatchesDirectComputation) {
   write_model(tmp / "m.h5", m);
   write_data(tmp / "d.h5", 4, 5, train, test);
   const uint64_t seed = 77;
-  auto r = eval("pseudo " + (tmp / "m.h5") + " " + (tmp / "d.h5") + " --seed 77 --json");
+  // Three flipped-pixel draws per image (draw 0 with --seed, draw d with seed + golden * d):
+  // the reported value is the mean over images of each image's mean over its draws.
+  auto r = eval("pseudo " + (tmp / "m.h5") + " " + (tmp / "d.h5") + " --seed 77 --draws 3 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   ASSERT_EQ(count_lines(r.out, "pseudo: "), 1u) << r.out;
 
   const rbm::CounterRng rng(seed);
-  double pl = 0, pl_tol = 0, rsq = 0, rsq_tol = 0, f_test = 0, f_train = 0;
+  const size_t D = 3;
+  double pl = 0, pl2 = 0, pl_tol = 0, rsq = 0, rsq_tol = 0, f_test = 0, f_train = 0;
   for (size_t k = 0; k < test.n(); ++k) {
     const std::vector<double> v = threshold(test, k, V);
-    const uint32_t word = rng.bits(rbm::Stream::eval, rbm::eval::kSubPlFlip, 0, k, 0)[0];
-    const size_t i = static_cast<size_t>((uint64_t{word} * V) >> 32);
-    std::vector<double> flipped = v;
-    flipped[i] = 1.0 - v[i];
-    const double dF = free_energy(m, flipped) - free_energy(m, v);
-    pl += static_cast<double>(V) * -softplus(-dF);  // V log sigmoid(dF)
+    double mag_max = 0;  // max_j (|c_j| + sum_q |W_qj v_q|), for the tolerance
+    for (size_t j = 0; j < H; ++j) {
+      double mag = std::abs(m.c[j]);
+      for (size_t q = 0; q < V; ++q) mag += std::abs(m.w(q, j) * v[q]);
+      mag_max = std::max(mag_max, mag);
+    }
+    double image_pl = 0;
+    for (size_t d = 0; d < D; ++d) {
+      const rbm::CounterRng draw(seed + 0x9e3779b97f4a7c15ull * d);
+      const uint32_t word = draw.bits(rbm::Stream::eval, rbm::eval::kSubPlFlip, 0, k, 0)[0];
+      const size_t i = static_cast<size_t>((uint64_t{word} * V) >> 32);
+      std::vector<double> flipped = v;
+      flipped[i] = 1.0 - v[i];
+      const double dF = free_energy(m, flipped) - free_energy(m, v);
+      image_pl += static_cast<double>(V) * -softplus(-dF) / D;  // V log sigmoid(dF)
+      for (size_t j = 0; j < H; ++j)
+        pl_tol += static_cast<double>(V) * std::min(1.0, std::abs(m.w(i, j)) / 4) *
+                  gamma(V + 1) * mag_max / D;
+    }
+    pl += image_pl;
+    pl2 += image_pl * image_pl;
     std::vector<float> u(H);
     rng.uniforms(rbm::Stream::eval, rbm::eval::kSubRecon, 0, k, u.data(), H);
     std::vector<double> h(H);
     for (size_t j = 0; j < H; ++j) {
-      double a = m.c[j], mag = std::abs(m.c[j]);
-      for (size_t q = 0; q < V; ++q) {
-        a += m.w(q, j) * v[q];
-        mag += std::abs(m.w(q, j) * v[q]);
-      }
-      pl_tol += static_cast<double>(V) * std::min(1.0, std::abs(m.w(i, j)) / 4) * gamma(V + 1) * mag;
+      double a = m.c[j];
+      for (size_t q = 0; q < V; ++q) a += m.w(q, j) * v[q];
       h[j] = u[j] < sigmoid(a) ? 1.0 : 0.0;
     }
     for (size_t q = 0; q < V; ++q) {
@@ -181,6 +195,9 @@ TEST(EvalPseudo, MatchesDirectComputation) {
   std::printf("PL %.9f (tolerance %.2e), recon MSE %.9f (tolerance %.2e)\n", pl / n, pl_tol / n,
               rsq / (n * V), rsq_tol / (n * V));
   EXPECT_NEAR(json(r, "pseudo_loglik"), pl / n, pl_tol / n + 1e-12);
+  const double se = std::sqrt((pl2 - n * (pl / n) * (pl / n)) / (n - 1) / n);
+  EXPECT_NEAR(json(r, "pseudo_loglik_stderr"), se, 1e-6 * se + pl_tol / n);
+  EXPECT_EQ(json(r, "draws"), 3);
   EXPECT_NEAR(json(r, "recon_mse"), rsq / (n * V), rsq_tol / (n * V) + 1e-12);
   EXPECT_EQ(json(r, "gap_images"), 30);
   EXPECT_NEAR(json(r, "free_energy_split"), f_test / n, 1e-10);

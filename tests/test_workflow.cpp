@@ -208,3 +208,27 @@ TEST(Workflow, SlurmScriptResumesOnlyItsOwnCheckpoint) {
   EXPECT_EQ(read_train_state(out + "/model.h5", 64, 16).epoch, 3u);
   EXPECT_TRUE(read_file(out + "/old-copy.h5") == copy) << "never resumed, never written";
 }
+
+// rbm_eval binarises as the model was trained (from the checkpoint), warns when told
+// otherwise, and refuses grey values where a log-probability needs binary images.
+TEST(Workflow, EvaluationMatchesTraining) {
+  TempDir tmp;
+  const std::string data = tmp / "bars.h5";
+  write_bars_with_validation(data);
+  run_ok(rbm_dist(2, "--data " + data + " --hidden 16 --epochs 1 --checkpoint " + tmp / "s.h5"));
+  run_ok(rbm_dist(2, "--data " + data + " --hidden 16 --epochs 1 --binarize none --checkpoint " +
+                         tmp / "g.h5"));
+  const std::string ev = bin("rbm_eval");
+  std::string out = run_ok(ev + " pseudo " + tmp / "s.h5" + " " + data + " --json");
+  EXPECT_NE(out.find("\"binarize\": \"stochastic\""), std::string::npos) << out;
+  EXPECT_EQ(out.find("warning"), std::string::npos) << out;
+  out = run_ok(ev + " loglik " + tmp / "s.h5" + " " + data + " --runs 4 --betas 100 --binarize threshold --json");
+  EXPECT_NE(out.find("warning: " + tmp / "s.h5" + " was trained with --binarize stochastic; evaluating with threshold"),
+            std::string::npos) << out;
+  for (const char* sub : {"loglik", "pseudo"}) {
+    RunResult r = run(ev + " " + sub + " " + tmp / "g.h5" + " " + data);
+    EXPECT_EQ(r.code, exit_code::usage) << sub << ": " << r.err;
+    EXPECT_NE(r.err.find("needs binary images"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("give --binarize stochastic or threshold"), std::string::npos) << r.err;
+  }
+}

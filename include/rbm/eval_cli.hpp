@@ -23,6 +23,7 @@
 
 #include "rbm/cli.hpp"
 #include "rbm/dataset.hpp"
+#include "rbm/eval.hpp"
 #include "rbm/mpi_env.hpp"
 
 namespace rbm::evalcli {
@@ -85,6 +86,14 @@ void check_output(const std::string& out, const bool* force);
 std::pair<size_t, size_t> tile_shape(const std::string& data, size_t V);
 /// Global ids of local rows first .. first+count-1 of a shard.
 std::vector<uint64_t> global_ids(const Shard& s, size_t first, size_t count);
+
+/// --binarize: "model" (the default) takes the binarisation the model was trained with,
+/// from the checkpoint's stored configuration (`fallback` for a model without one);
+/// an explicit value that differs from the training one is used with a warning (rank 0).
+/// With `binary_only` (loglik, pseudo) grey values are refused: -F(v) - log Z is a
+/// log-probability only for v in {0,1}^V.
+eval::Binarize resolve_binarize(const Context& c, const std::string& model_path,
+                                eval::Binarize fallback, bool binary_only);
 
 inline constexpr size_t kBatch = 4096;  ///< images per product when streaming a split
 
