@@ -93,7 +93,7 @@ int run_transform(const Context& c) {
     const bool force = c.flag("force");
     check_output(out, &force);
     mode = ev::parse_binarize(c.str("binarize"));
-    model = read_model(model_path);
+    model = model_for_eval(model_path);
     {
       h5::Id in = h5::open_file(data_path);
       for (const char* s : {"train", "validation", "test"})
@@ -190,7 +190,7 @@ int run_probe(const Context& c) {
     max_iter = static_cast<int>(at_least(c, "max-iter", 1));
     train_size = at_least(c, "train-size", 0);
     mode = ev::parse_binarize(c.str("binarize"));
-    model = read_model(model_path);
+    model = model_for_eval(model_path);
     data_for_model(data_path, "train", model_path, model.V());
     data_for_model(data_path, split, model_path, model.V());
   });

@@ -41,7 +41,7 @@ int run_pseudo(const Context& c) {
     split = c.str("split");
     check_split_name(split, false);
     mode = ev::parse_binarize(c.str("binarize"));
-    model = read_model(model_path);
+    model = model_for_eval(model_path);
     data_for_model(data_path, "train", model_path, model.V());
     data_for_model(data_path, split, model_path, model.V());
   });

@@ -61,14 +61,26 @@ NodeShared::NodeShared(size_t n_params, size_t n_extra, int group_size)
   const size_t nflags = round16(static_cast<size_t>(local_size_));
   const size_t total = 2 * np + stride_ + static_cast<size_t>(local_size_) * stride_ + nflags +
                        sizeof(SyncWord) / sizeof(float);
+  // MPI_Win_allocate_shared only promises 8-byte alignment (Open MPI 4.1 gives base
+  // addresses like ...08): allocate 64 bytes more and start the layout at the first
+  // 64-byte boundary, so SyncWord's alignas(64) words (and the 64-byte blocks) hold.
+  constexpr size_t kAlign = 64, kPad = kAlign / sizeof(float);
   float* base = nullptr;
-  MPI_Aint bytes = local_rank_ == 0 ? static_cast<MPI_Aint>(total * sizeof(float)) : 0;
+  MPI_Aint bytes = local_rank_ == 0 ? static_cast<MPI_Aint>((total + kPad) * sizeof(float)) : 0;
   if (MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, node_, &base, &win_) !=
       MPI_SUCCESS)
     throw Error("cannot allocate the node's shared memory for the model");
   MPI_Aint size = 0;
   int disp = 0;
   MPI_Win_shared_query(win_, 0, &size, &disp, &base);
+  // The same skip on every rank: the leader's (mappings are page-aligned, so it is
+  // the same everywhere; checked below).
+  int skip = static_cast<int>((kAlign - reinterpret_cast<uintptr_t>(base) % kAlign) % kAlign);
+  MPI_Bcast(&skip, 1, MPI_INT, 0, node_);
+  base = reinterpret_cast<float*>(reinterpret_cast<char*>(base) + skip);
+  if (reinterpret_cast<uintptr_t>(base) % kAlign != 0)
+    throw Error(fmt("the node's shared window is mapped at different alignments on different "
+                    "ranks (skip ", skip, " bytes); use --node-size 1"));
   theta_ = base;
   momentum_ = theta_ + np;
   sum_ = momentum_ + np;
