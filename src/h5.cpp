@@ -152,7 +152,9 @@ std::string innermost_error() {
 }
 
 void fail(const std::string& context, int code) {
-  throw Error(context + ": " + innermost_error(), code);
+  const std::string msg = context + ": " + innermost_error();
+  if (code == exit_code::usage) throw UsageError(msg);
+  throw Error(msg, code);
 }
 
 Id open_file(const std::string& path, bool writable) {
@@ -196,7 +198,11 @@ bool exists(hid_t loc, const std::string& path) {
     prefix = path.substr(0, next);
     if (prefix != "/" && !prefix.empty()) {
       htri_t e = H5Lexists(loc, prefix.c_str(), guarded_lapl());
-      if (e < 0 && !g_refused.empty()) fail("cannot follow " + prefix, exit_code::usage);
+      if (e < 0 && !g_refused.empty()) {
+        char name[4096] = "";
+        H5Fget_name(loc, name, sizeof name);
+        fail(fmt(name, ": cannot follow ", prefix), exit_code::usage);
+      }
       if (e <= 0) {
         H5Eclear2(H5E_DEFAULT);
         return false;
