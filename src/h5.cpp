@@ -260,7 +260,9 @@ void check_stored(hid_t dset, const std::string& file, const std::string& path) 
   hsize_t file_size = 0;
   H5Fget_filesize(fid, &file_size);
   const std::string head = fmt(file, ": ", path, " declares ", shape, " = ", human_bytes(declared));
-  const std::string fix = " (an incomplete or crafted file: convert the data again with mnist2h5)";
+  const std::string fix =
+      " (an incomplete or crafted file: write it again, with mnist2h5 for data or rbm_dist for "
+      "a model)";
 
   // Raw data in external flat files (H5Pset_external): each must be a regular file
   // holding its part.

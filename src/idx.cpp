@@ -99,7 +99,7 @@ IdxArray read_idx(const std::string& path, int expected_ndims, const std::string
   if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
     throw UsageError(fmt(path, ": is ", describe_non_regular(st.st_mode),
                          ", not a regular file (expected an IDX file ", expected,
-                         "; copy the data to a file first)"));
+                         "; reading it could wait for ever: copy the data to a file)"));
   Gz g(gzopen(path.c_str(), "rb"));
   if (!g) throw UsageError(fmt(path, ": cannot open (", std::strerror(errno), ")"));
   gzbuffer(g.get(), 1 << 18);

@@ -22,9 +22,10 @@ void require_regular_file(const std::string& path, const std::string& what) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0)
     throw UsageError(fmt(path, ": cannot open (", std::strerror(errno), ")"));
+  if (S_ISDIR(st.st_mode)) throw UsageError(fmt(path, ": is a folder (", what, ")"));
   if (!S_ISREG(st.st_mode))
     throw UsageError(fmt(path, ": is ", describe_non_regular(st.st_mode), ", not a regular file (",
-                         what, "; a reader would wait on it for ever: copy the data to a file)"));
+                         what, "; reading it could wait for ever: copy the data to a file)"));
 }
 
 }  // namespace rbm

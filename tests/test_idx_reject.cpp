@@ -194,7 +194,8 @@ TEST_F(IdxReject, FifoInputIsRefusedWithoutWaiting) {
   ASSERT_EQ(mkfifo(test_labels.c_str(), 0600), 0);  // t10k-labels-idx1-ubyte is now a pipe
   r = run(bin("mnist2h5") + " " + quote(in) + " " + quote(h5), 30);
   EXPECT_FALSE(r.timed_out);
-  EXPECT_TRUE(rejected(r, "t10k-labels", out));
+  EXPECT_TRUE(rejected(r, test_labels, out));
+  EXPECT_TRUE(contains(r.err, "FIFO")) << r.err;
 }
 
 namespace {
