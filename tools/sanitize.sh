@@ -20,8 +20,8 @@ t0=$SECONDS
 
 echo "sanitize: building with -fsanitize=address,undefined in $SAN_BUILD"
 mkdir -p "$SAN_BUILD"
-cmake -S "$RBM_ROOT" -B "$SAN_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRBM_SANITIZE=ON \
-  -DRBM_SLURM_TESTS=OFF >"$SAN_BUILD/sanitize-cmake.log" 2>&1 ||
+cmake -S "$RBM_ROOT" -B "$SAN_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DRBM_SANITIZE=ON -DRBM_SLURM_TESTS=OFF >"$SAN_BUILD/sanitize-cmake.log" 2>&1 ||
   { cat "$SAN_BUILD/sanitize-cmake.log"; exit 1; }
 if ! cmake --build "$SAN_BUILD" -j"$(nproc)" >"$SAN_BUILD/sanitize-build.log" 2>&1; then
   grep -E -A5 "error|Error" "$SAN_BUILD/sanitize-build.log" | head -60
@@ -43,6 +43,7 @@ if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_
 status=0
 (cd "$SAN_BUILD" && ctest --output-on-failure --timeout 900 -j"$(nproc)" "$@") || status=$?
 
+# Every report file, and any report that still reached a stderr ctest recorded.
 shopt -s nullglob
 reports=("$logs"/*)
 if ((${#reports[@]})); then
@@ -53,5 +54,10 @@ if ((${#reports[@]})); then
   done
   status=1
 fi
+if grep -E "runtime error:|ERROR: (Address|UndefinedBehavior|Leak)Sanitizer" \
+    "$SAN_BUILD/Testing/Temporary/LastTest.log" 2>/dev/null | head -20; then
+  echo "sanitize: sanitizer reports in the tests' output ($SAN_BUILD/Testing/Temporary/LastTest.log)"
+  status=1
+fi
 echo "sanitize: $( ((status == 0)) && echo passed || echo FAILED ) in $((SECONDS - t0)) s"
-exit "$status"
+((status == 0)) || exit 1
