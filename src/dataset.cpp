@@ -1,5 +1,6 @@
 #include "rbm/dataset.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "rbm/errors.hpp"
@@ -24,6 +25,8 @@ DatasetInfo inspect_dataset(const std::string& file, const std::string& path) {
   if (info.type != h5::Type::u8 && info.type != h5::Type::f32)
     throw UsageError(fmt(file, ": ", path, " holds ", h5::type_name(info.type),
                          ", expected uint8 pixels or float32 in [0, 1]"));
+  // Before any rank sizes a buffer by [N, D]: the data must really be in the file.
+  h5::check_stored(d, file, path);
   if (h5::has_attr(d, "rows") && h5::has_attr(d, "cols")) {
     info.img_rows = static_cast<int>(h5::read_attr_int(d, "rows"));
     info.img_cols = static_cast<int>(h5::read_attr_int(d, "cols"));
@@ -54,13 +57,15 @@ void select(hid_t space, const ShardLayout& L, size_t dim) {
   }
 }
 
+// Reads this rank's rows of the first layout.n rows (layout.n <= N).
 Shard read_rows(const std::string& file, const std::string& path, ShardLayout layout) {
   DatasetInfo info = inspect_dataset(file, path);
-  if (layout.n != info.rows) layout = ShardLayout(info.rows, layout.rank, layout.size, layout.block);
+  if (layout.n > info.rows) layout = ShardLayout(info.rows, layout.rank, layout.size, layout.block);
   h5::Id f = h5::open_file(file);
   h5::Id d = h5::open_dataset(f, path, file);
   Shard s{layout, info.dim, {}};
   const size_t n = layout.local_rows();
+  if (n == 0) return s;  // a rank without rows of a short head (read_shard_head)
   h5::Id fspace(H5Dget_space(d), H5Sclose);
   select(fspace, layout, info.dim);
   hsize_t mdims[2] = {n, info.dim};
@@ -68,11 +73,11 @@ Shard read_rows(const std::string& file, const std::string& path, ShardLayout la
   s.pixels.resize(n * info.dim);
   if (info.type == h5::Type::u8) {
     if (H5Dread(d, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, s.pixels.data()) < 0)
-      h5::fail(fmt(file, ": cannot read ", path, " rows of rank ", layout.rank));
+      h5::fail(fmt(file, ": cannot read ", path, " rows of rank ", layout.rank), exit_code::usage);
   } else {
     std::vector<float> tmp(n * info.dim);
     if (H5Dread(d, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, tmp.data()) < 0)
-      h5::fail(fmt(file, ": cannot read ", path, " rows of rank ", layout.rank));
+      h5::fail(fmt(file, ": cannot read ", path, " rows of rank ", layout.rank), exit_code::usage);
     for (size_t i = 0; i < tmp.size(); ++i) {
       float x = tmp[i];
       if (!(x >= 0.0f && x <= 1.0f))
@@ -95,6 +100,13 @@ Shard read_shard(const std::string& file, const std::string& path, int rank, int
                          " ranks, so some ranks would get no data (run with at most ", blocks,
                          " ranks)"));
   return read_rows(file, path, layout);
+}
+
+Shard read_shard_head(const std::string& file, const std::string& path, int rank, int size,
+                     size_t max_rows) {
+  DatasetInfo info = inspect_dataset(file, path);
+  const size_t n = std::min(info.rows, max_rows);
+  return read_rows(file, path, ShardLayout(n, rank, size, 1));
 }
 
 Shard read_all(const std::string& file, const std::string& path) {

@@ -134,6 +134,31 @@ void check_split_name(const std::string& split, bool allow_all) {
                        allow_all ? " or all" : ""));
 }
 
+// read_model, then every parameter must be finite: a NaN or Inf weight makes every
+// number rbm_eval prints NaN (log Z = -nan, NaN features, a probe at chance), so the
+// model is refused with the first bad value's place.
+ParamBuffer model_for_eval(const std::string& path) {
+  ParamBuffer m = read_model(path);
+  const size_t V = m.V(), H = m.H(), n = Params::count(V, H);
+  const float* x = m.view.data();
+  for (size_t k = 0; k < n; ++k) {
+    if (std::isfinite(x[k])) continue;
+    size_t bad = 0;
+    for (size_t i = k; i < n; ++i) bad += std::isfinite(x[i]) ? 0 : 1;
+    std::string where;
+    if (k < V * H)
+      where = fmt("/model/weights[", k / H, ", ", k % H, "]");
+    else if (k < V * H + V)
+      where = fmt("/model/visible_bias[", k - V * H, "]");
+    else
+      where = fmt("/model/hidden_bias[", k - V * H - V, "]");
+    throw UsageError(fmt(path, ": ", where, " is ", x[k], " (", bad, " of ", n,
+                         " parameters are NaN or Inf: the model diverged; evaluate a checkpoint "
+                         "written before that, or retrain with a smaller --lr)"));
+  }
+  return m;
+}
+
 // The dataset at /<split>/images, checked against the model's visible units.
 DatasetInfo data_for_model(const std::string& data, const std::string& split,
                                 const std::string& model, size_t V) {

@@ -92,8 +92,8 @@ int run_transform(const Context& c) {
     check_split_name(split, true);
     const bool force = c.flag("force");
     check_output(out, &force);
+    model = model_for_eval(model_path);
     mode = resolve_binarize(c, model_path, ev::Binarize::none, false);
-    model = read_model(model_path);
     {
       h5::Id in = h5::open_file(data_path);
       for (const char* s : {"train", "validation", "test"})
@@ -189,8 +189,8 @@ int run_probe(const Context& c) {
     if (!(l2 >= 0)) throw UsageError(fmt("--l2 ", l2, ": must be 0 or more"));
     max_iter = static_cast<int>(at_least(c, "max-iter", 1));
     train_size = at_least(c, "train-size", 0);
+    model = model_for_eval(model_path);
     mode = resolve_binarize(c, model_path, ev::Binarize::none, false);
-    model = read_model(model_path);
     data_for_model(data_path, "train", model_path, model.V());
     data_for_model(data_path, split, model_path, model.V());
   });

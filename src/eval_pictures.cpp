@@ -41,7 +41,7 @@ int run_filters(const Context& c) {
     out = need(c, "out", "--out FILE.png");
     max_tiles = at_least(c, "max-tiles", 0);
     check_output(out, nullptr);
-    model = read_model(model_path);
+    model = model_for_eval(model_path);
     shape = tile_shape(c.str("data"), model.V());
   });
   if (!c.env.root()) return exit_code::ok;
@@ -107,7 +107,7 @@ int run_samples(const Context& c) {
     spacing = static_cast<size_t>(at_least(c, "spacing", 1));
     snaps = static_cast<size_t>(at_least(c, "snapshots", 1));
     check_output(out, nullptr);
-    model = read_model(model_path);
+    model = model_for_eval(model_path);
     shape = tile_shape(c.str("data"), model.V());
   });
   if (!c.env.root()) return exit_code::ok;

@@ -44,9 +44,9 @@ int run_pseudo(const Context& c) {
     data_path = need(c, "data", "DATA.h5");
     split = c.str("split");
     check_split_name(split, false);
+    model = model_for_eval(model_path);
     mode = resolve_binarize(c, model_path, ev::Binarize::threshold, true);
     draws = static_cast<size_t>(at_least(c, "draws", 1));
-    model = read_model(model_path);
     data_for_model(data_path, "train", model_path, model.V());
     data_for_model(data_path, split, model_path, model.V());
   });

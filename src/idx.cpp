@@ -1,5 +1,6 @@
 #include "rbm/idx.hpp"
 
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <memory>
 
 #include "rbm/errors.hpp"
+#include "rbm/input_file.hpp"
 
 namespace rbm {
 
@@ -91,6 +93,13 @@ IdxArray read_idx(const std::string& path, int expected_ndims, const std::string
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
     throw UsageError(path + ": is a folder, expected an IDX file " + expected);
+  // Not a pipe or a device: opening a FIFO would wait for a writer for ever, and the
+  // data is read twice (below).
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    throw UsageError(fmt(path, ": is ", describe_non_regular(st.st_mode),
+                         ", not a regular file (expected an IDX file ", expected,
+                         "; reading it could wait for ever: copy the data to a file)"));
   Gz g(gzopen(path.c_str(), "rb"));
   if (!g) throw UsageError(fmt(path, ": cannot open (", std::strerror(errno), ")"));
   gzbuffer(g.get(), 1 << 18);
@@ -134,29 +143,46 @@ IdxArray read_idx(const std::string& path, int expected_ndims, const std::string
     bytes *= d;
   }
 
-  // Data: grown as it arrives, so a lying header cannot make us allocate what the
-  // file does not hold.
+  // Data, in two passes so that memory is bounded by what the file really holds:
+  //  1. stream through the (decompressed) file in 64 KiB pieces, keeping nothing, and
+  //     count the bytes after the header, stopping kTrailingCap bytes past the declared
+  //     size. A short file ("truncated") or a long one ("extra bytes") fails here,
+  //     before any allocation: a 2 MB gzip that inflates to 2 GiB under a header of
+  //     2.35 GB costs 64 KiB, not gigabytes.
+  //  2. only then allocate exactly the declared size, rewind and read it.
+  // Reading on to the end also makes zlib check the gzip CRC.
   const size_t header = 4 + raw.size();
-  size_t got = 0;
-  while (got < bytes) {
-    const size_t step = std::min<size_t>(bytes - got, std::max<size_t>(got, size_t{1} << 20));
-    a.data.resize(got + step);
-    const size_t r = read_some(g.get(), path, a.data.data() + got, step);
-    got += r;
-    if (r < step) break;
+  const uint64_t kTrailingCap = uint64_t{64} << 20;
+  std::vector<uint8_t> piece(size_t{1} << 16);
+  uint64_t total = 0;
+  for (;;) {
+    const uint64_t room = bytes + kTrailingCap - total;
+    if (room == 0) break;
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(piece.size(), room));
+    const size_t r = read_some(g.get(), path, piece.data(), want);
+    total += r;
+    if (r < want) break;
   }
-  if (got < bytes)
+  if (total < bytes)
     throw UsageError(fmt(path, ": truncated: header ", shape(a.dims), " says ", bytes,
-                         " data bytes after its ", header, ", the ", file, " has ", got,
+                         " data bytes after its ", header, ", the ", file, " has ", total,
                          " (an incomplete download? fetch it again)"));
-
-  // Nothing may follow. Reading on to the end also makes zlib check the gzip CRC.
-  uint8_t extra[4096];
-  uint64_t more = 0;
-  while ((n = read_some(g.get(), path, extra, sizeof extra)) > 0) more += n;
-  if (more > 0)
-    throw UsageError(fmt(path, ": ", more, " extra bytes after the ", bytes, " data bytes of ",
-                         role, " ", shape(a.dims), " (wrong header, or not an IDX file)"));
+  if (total > bytes) {
+    const uint64_t more = total - bytes;
+    throw UsageError(fmt(path, ": ", more >= kTrailingCap ? "more than " : "", more,
+                         " extra bytes after the ", bytes, " data bytes of ", role, " ",
+                         shape(a.dims), " (wrong header, or not an IDX file)"));
+  }
+  if (gzrewind(g.get()) != 0)
+    throw UsageError(fmt(path, ": cannot read it a second time (rewind failed)"));
+  uint8_t skip[4 + 4 * 255];
+  if (read_some(g.get(), path, skip, header) != header)
+    throw UsageError(fmt(path, ": changed while being read (header shorter the second time)"));
+  a.data.resize(bytes);
+  const size_t got = read_some(g.get(), path, a.data.data(), bytes);
+  if (got != bytes || read_some(g.get(), path, skip, 1) != 0)
+    throw UsageError(fmt(path, ": changed while being read (", got, " data bytes the second time, ",
+                         bytes, " the first)"));
   return a;
 }
 

@@ -5,6 +5,7 @@
 
 #include "rbm/dataset.hpp"
 #include "rbm/errors.hpp"
+#include "rbm/input_file.hpp"
 
 namespace rbm {
 
@@ -18,6 +19,8 @@ std::string find_in(const fs::path& dir, const std::string& stem, const std::str
   for (const std::string& name : {dash, dash + ".gz", dot, dot + ".gz"}) {
     std::error_code ec;
     if (fs::is_regular_file(dir / name, ec)) return (dir / name).string();
+    if (fs::exists(dir / name, ec))  // a FIFO or a device by that name: say so
+      require_regular_file((dir / name).string(), "expected an IDX file");
   }
   throw UsageError(fmt(dir.string(), ": no ", stem, " file: looked for ", dash, ", ", dot,
                        " (each raw or .gz)"));

@@ -100,9 +100,21 @@ NodeShared::NodeShared(size_t n_params, size_t n_extra, int group_size)
            MPI_SUCCESS;
   MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
   if (!ok) throw OutOfMemory(bytes_);
+  // MPI_Win_allocate_shared only promises 8-byte alignment (Open MPI 4.1 gives base
+  // addresses like ...08): the spare floats above let the layout start at the first
+  // 64-byte boundary, so SyncWord's alignas(64) words (and the 64-byte blocks) hold.
+  constexpr size_t kAlign = 64;
   MPI_Aint size = 0;
   int disp = 0;
   MPI_Win_shared_query(win_, 0, &size, &disp, &base);
+  // The same skip on every rank: the leader's (mappings are page-aligned, so it is
+  // the same everywhere; checked below).
+  int skip = static_cast<int>((kAlign - reinterpret_cast<uintptr_t>(base) % kAlign) % kAlign);
+  MPI_Bcast(&skip, 1, MPI_INT, 0, node_);
+  base = reinterpret_cast<float*>(reinterpret_cast<char*>(base) + skip);
+  if (reinterpret_cast<uintptr_t>(base) % kAlign != 0)
+    throw Error(fmt("the node's shared window is mapped at different alignments on different "
+                    "ranks (skip ", skip, " bytes); use --node-size 1"));
   theta_ = base;
   momentum_ = theta_ + np;
   sum_ = momentum_ + np;

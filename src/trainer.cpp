@@ -243,7 +243,7 @@ void Trainer::setup() {
   if (!mpath.empty()) {
     DatasetInfo m = inspect_dataset(cfg_.data, mpath);
     if (m.rows >= static_cast<size_t>(env_.size)) {
-      monitor_ = read_shard(cfg_.data, mpath, env_.rank, env_.size);
+      monitor_ = read_shard_head(cfg_.data, mpath, env_.rank, env_.size, cfg_.monitor_size);
       have_monitor_ = true;
     }
   }

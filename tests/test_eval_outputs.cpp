@@ -237,3 +237,57 @@ TEST(EvalErrors, TwoRanksReportBadInputOnce) {
   EXPECT_NE(r.err.find("V = 20"), std::string::npos) << r.err;
 }
 
+
+// A model with NaN or Inf parameters (a diverged run) is refused by every subcommand,
+// naming the file and the first bad parameter; before, all six exited 0 and printed
+// "log Z = -nan", wrote PNGs and NaN features.
+TEST(EvalErrors, NonFiniteModelIsRefusedByEverySubcommand) {
+  TempDir tmp;
+  Rbm m = random_rbm(20, 4, 1.0, 0.0, 1.0, 1.0, 71);
+  m.W[3 * 4 + 2] = NAN;
+  write_model(tmp / "nan.h5", m);
+  m.W[3 * 4 + 2] = 0.5f;
+  m.c[1] = -INFINITY;
+  write_model(tmp / "inf.h5", m);
+  write_data(tmp / "d.h5", 4, 5, random_images(10, 20, 1), random_images(10, 20, 2));
+  const std::string D = tmp / "d.h5";
+  for (const auto& [model, where] : {std::pair<std::string, std::string>{tmp / "nan.h5",
+                                                                         "/model/weights[3, 2] is nan"},
+                                     {tmp / "inf.h5", "/model/hidden_bias[1] is -inf"}}) {
+    for (const std::string& args :
+         {"loglik " + model + " " + D, "pseudo " + model + " " + D,
+          "filters " + model + " --out " + (tmp / "f.png"),
+          "samples " + model + " --out " + (tmp / "s.png"),
+          "transform " + model + " " + D + " --out " + (tmp / "t.h5"),
+          "probe " + model + " " + D + " --split test"}) {
+      auto r = eval(args);
+      EXPECT_EQ(r.code, 2) << args << "\n" << r.err;
+      EXPECT_EQ(count_lines(r.err), 1u) << args << "\n" << r.err;
+      EXPECT_NE(r.err.find(model + ": " + where), std::string::npos) << args << "\n" << r.err;
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(tmp / "f.png"));
+  EXPECT_FALSE(std::filesystem::exists(tmp / "s.png"));
+  EXPECT_FALSE(std::filesystem::exists(tmp / "t.h5"));
+  auto r = eval("loglik " + (tmp / "nan.h5") + " " + D, 2);  // every rank refuses it
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(count_lines(r.err, "rbm_eval"), 1u) << r.err;
+}
+
+// --exact-max above the cap (24) is refused before the AIS run: here an AIS of 10^6 runs
+// x 10^6 betas that would take days. The message says how long enumeration would take.
+TEST(EvalErrors, ExactMaxAboveTheCapIsRefusedBeforeAnyWork) {
+  TempDir tmp;
+  write_model(tmp / "m.h5", random_rbm(784, 30, 0.1, 0.0, 1.0, 1.0, 5));
+  write_data(tmp / "d.h5", 28, 28, random_images(10, 784, 1), random_images(10, 784, 2));
+  auto r = eval("loglik " + (tmp / "m.h5") + " " + (tmp / "d.h5") +
+                " --runs 1000000 --betas 1000000 --exact-max 30");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_LT(r.seconds, 30);
+  EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("--exact-max 30"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(" h on one core"), std::string::npos) << r.err;  // hours
+  EXPECT_NE(r.err.find("at most 24"), std::string::npos) << r.err;
+  r = eval("loglik --help");
+  EXPECT_NE(r.out.find("at most 24"), std::string::npos) << r.out;
+}

@@ -1,5 +1,7 @@
 // mnist2h5 on bad input: every case gives exit 2, one line on stderr naming the file,
 // and leaves no output or temporary file behind (fixture: idx_util.hpp).
+#include <sys/stat.h>
+
 #include "idx_util.hpp"
 
 using namespace idxtest;
@@ -173,3 +175,82 @@ TEST_F(IdxReject, ExistingOutputNeedsForceAndFailedForceKeepsIt) {
   expect_rows("/validation", train, kTrain - 5, 5);
 }
 
+
+// ---- inputs that used to hang or balloon ------------------------------------------------
+
+// A FIFO as an input would block open() until some writer appears: refused at once,
+// by name and in a folder (where only regular files count as candidates).
+TEST_F(IdxReject, FifoInputIsRefusedWithoutWaiting) {
+  const std::string fifo = in + "/images.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  RunResult r = run(bin("mnist2h5") + " --train-images " + quote(fifo) + " --train-labels " +
+                        quote(train_labels) + " " + quote(h5),
+                    30);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_TRUE(rejected(r, fifo, out));
+  EXPECT_TRUE(contains(r.err, "FIFO")) << r.err;
+
+  fs::remove(test_labels);
+  ASSERT_EQ(mkfifo(test_labels.c_str(), 0600), 0);  // t10k-labels-idx1-ubyte is now a pipe
+  r = run(bin("mnist2h5") + " " + quote(in) + " " + quote(h5), 30);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_TRUE(rejected(r, test_labels, out));
+  EXPECT_TRUE(contains(r.err, "FIFO")) << r.err;
+}
+
+namespace {
+// One gzip member holding `data` (zlib, windowBits 31 = gzip wrapper).
+std::string gzip_member(const std::string& data) {
+  z_stream z{};
+  EXPECT_EQ(deflateInit2(&z, 9, Z_DEFLATED, 31, 9, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string out(deflateBound(&z, data.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+// A ~2 MB gzip (concatenated members, which gzip readers join) whose IDX3 header
+// declares [n, 28, 28] and which inflates to `zero_mib` MiB of zeros after it.
+void write_gzip_bomb(const std::string& path, uint32_t n, size_t zero_mib) {
+  std::string head = {0, 0, 0x08, 3};
+  for (uint32_t d : {n, 28u, 28u})
+    for (int s = 24; s >= 0; s -= 8) head.push_back(static_cast<char>((d >> s) & 0xff));
+  const std::string block = gzip_member(std::string(size_t{64} << 20, '\0'));  // 64 MiB
+  std::ofstream f(path, std::ios::binary);
+  f << gzip_member(head);
+  for (size_t i = 0; i < zero_mib / 64; ++i) f << block;
+}
+}  // namespace
+
+// A 2 MB gzip that inflates to 2 GiB under a plausible header (3,000,000 images of
+// 28x28 = 2.35 GB): the data is counted in a first pass that keeps nothing, so the
+// "truncated" error comes with a peak RSS of a few MB (it was 4.4 GB: the data was
+// kept, then copied into a buffer of the declared size). And 2 GiB after a header of
+// 1000 images: "extra bytes" after at most 64 MiB of inflating, same small RSS.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr long kBombRssKb = 512 * 1024;  // ASan: shadow memory and its 256 MB quarantine
+#else
+constexpr long kBombRssKb = 100 * 1024;
+#endif
+TEST_F(IdxReject, GzipBombKeepsMemoryBounded) {
+  write_gzip_bomb(train_images + ".gz", 3000000, 2048);
+  fs::remove(train_images);
+  ASSERT_LT(fs::file_size(train_images + ".gz"), 4u << 20);
+  RunResult r = run("exec " + bin("mnist2h5") + " " + quote(in) + " " + quote(h5), 240);
+  EXPECT_TRUE(rejected(r, train_images + ".gz", out));
+  EXPECT_TRUE(contains(r.err, "truncated")) << r.err;
+  EXPECT_TRUE(contains(r.err, "2352000000")) << r.err;  // the header's promise
+  EXPECT_TRUE(contains(r.err, "2147483648")) << r.err;  // what the file holds
+  EXPECT_LT(r.max_rss_kb, kBombRssKb) << "peak RSS " << r.max_rss_kb << " kB";
+
+  write_gzip_bomb(train_images + ".gz", 1000, 2048);
+  r = run("exec " + bin("mnist2h5") + " " + quote(in) + " " + quote(h5), 240);
+  EXPECT_TRUE(rejected(r, train_images + ".gz", out));
+  EXPECT_TRUE(contains(r.err, "more than 67108864 extra bytes")) << r.err;
+  EXPECT_LT(r.max_rss_kb, kBombRssKb) << "peak RSS " << r.max_rss_kb << " kB";
+}

@@ -25,6 +25,8 @@ struct RunResult {
   std::string err;      ///< stderr
   double seconds = 0;   ///< wall time
   bool timed_out = false;
+  long max_rss_kb = 0;  ///< peak resident set of the process started (prefix the command
+                        ///< with "exec " so that it is the program, not /bin/sh)
 };
 
 /// Runs `cmd` with /bin/sh -c, capturing stdout/stderr; kills it after `timeout_s`.

@@ -1,6 +1,7 @@
 // rbm/dataset.hpp — the dataset schema written by mnist2h5 and the sharded reader.
 //
-// defines: rbm::schema, rbm::DatasetInfo, rbm::inspect_dataset, rbm::Shard, rbm::read_shard
+// defines: rbm::schema, rbm::DatasetInfo, rbm::inspect_dataset, rbm::Shard, rbm::read_shard,
+//          rbm::read_shard_head, rbm::read_all
 //
 // Schema (see README "File formats"):
 //   /train/images       uint8 [N, rows*cols], chunked along N, deflate; attrs rows, cols (int32)
@@ -37,7 +38,8 @@ struct DatasetInfo {
   int img_rows = 0, img_cols = 0;  ///< from attributes; 0 when absent
 };
 
-/// Opens `file`, checks that `path` is a uint8 or float32 [N, D] dataset with N, D > 0.
+/// Opens `file`, checks that `path` is a uint8 or float32 [N, D] dataset with N, D > 0
+/// whose data is really stored in the file (h5::check_stored).
 /// Throws UsageError naming file, path and the problem.
 DatasetInfo inspect_dataset(const std::string& file, const std::string& path);
 
@@ -58,6 +60,12 @@ struct Shard {
 /// see shard.hpp). Throws UsageError if the dataset has fewer blocks than ranks.
 Shard read_shard(const std::string& file, const std::string& path, int rank, int size,
                  size_t block = 1);
+
+/// This rank's rows (block-cyclic, block 1) of only the FIRST min(N, max_rows) rows:
+/// what a monitor of max_rows images needs, without reading the rest of the dataset.
+/// Ranks may get no rows (max_rows < size); layout.n is min(N, max_rows).
+Shard read_shard_head(const std::string& file, const std::string& path, int rank, int size,
+                     size_t max_rows);
 
 /// Reads all rows [N, D] (tools that need the whole set, e.g. rbm_eval on one rank).
 Shard read_all(const std::string& file, const std::string& path);

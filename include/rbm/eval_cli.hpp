@@ -25,6 +25,7 @@
 #include "rbm/dataset.hpp"
 #include "rbm/eval.hpp"
 #include "rbm/mpi_env.hpp"
+#include "rbm/rbm.hpp"
 
 namespace rbm::evalcli {
 
@@ -75,6 +76,9 @@ long at_least(const Context& c, const char* name, long min);
 std::string images_path(const std::string& split);  ///< "/<split>/images"
 std::string labels_path(const std::string& split);  ///< "/<split>/labels"
 void check_split_name(const std::string& split, bool allow_all);
+/// read_model (rbm/checkpoint.hpp), and every parameter finite: a NaN/Inf model is a
+/// UsageError naming the file, the first bad parameter and how many there are.
+ParamBuffer model_for_eval(const std::string& path);
 /// The dataset at /<split>/images, checked against the model's visible units.
 DatasetInfo data_for_model(const std::string& data, const std::string& split,
                            const std::string& model, size_t V);

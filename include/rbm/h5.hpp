@@ -42,8 +42,13 @@ class Id {
   Closer closer_ = nullptr;
 };
 
-/// Collapses the current HDF5 error stack into "<context>: <innermost message>".
-[[noreturn]] void fail(const std::string& context);
+/// Collapses the current HDF5 error stack into "<context>: <innermost message>" and
+/// throws rbm::Error with `code` (2 = exit_code::usage for a bad input file).
+[[noreturn]] void fail(const std::string& context, int code = 1);
+/// The innermost description on the HDF5 error stack (where the error was detected,
+/// e.g. "truncated file: eof = 108049 ..."), then clears the stack.
+std::string innermost_error();
+
 
 Id open_file(const std::string& path, bool writable = false);
 /// Creates (truncating) a file. Used only on AtomicFile temporaries (rbm/atomic_file.hpp).
@@ -55,8 +60,16 @@ void close_written(Id& file, const std::string& path);
 /// True if every component of an absolute path like "/train/images" exists.
 bool exists(hid_t loc, const std::string& path);
 void ensure_group(hid_t loc, const std::string& path);
-/// Opens a dataset; a missing path is a UsageError naming `file` and `path`.
+/// Opens a dataset; a missing path, a group, a broken link, or an external link to a
+/// non-regular file is a UsageError naming `file` and `path`. Every open and link test
+/// of this layer follows external links only to regular files.
 Id open_dataset(hid_t loc, const std::string& path, const std::string& file);
+/// Throws UsageError naming `file`, `path` and both sizes when the dataset declares more
+/// data than the file stores: unallocated chunks, a contiguous block beyond the end of
+/// the file, or external raw files that are short, missing or not regular files.
+/// Reading such a dataset would allocate the declared size (10^9 x 784 = 784 GB) and
+/// return fill values. Virtual datasets are refused.
+void check_stored(hid_t dset, const std::string& file, const std::string& path);
 
 std::vector<hsize_t> dataset_shape(hid_t dset);
 enum class Type { u8, i32, i64, f32, f64, other };
