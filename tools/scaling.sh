@@ -11,6 +11,7 @@
 #      the two node leaders, fitted as t(m) = alpha + beta * 4m bytes;
 #   4. overlap: rbm_dist on the two emulated nodes (1 rank each), --overlap on and off,
 #      the "cross-node reduction: X ms per step not hidden" line.
+#   5. the cost model: the fit of 1 and, with python3, the README table (assumed networks).
 # Needs root (unshare --uts) for 3 and 4. Writes OUT_DIR/scaling.txt (default runs/scaling).
 # The machine is shared: every figure is the best (minimum) of REPEAT runs.
 set -uo pipefail
@@ -123,4 +124,37 @@ awk -v f="$report" 'BEGIN {
   c = (n * sxy - sx * sy) / (n * sxx - sx * sx); t0 = (sy - c * sx) / n;
   printf "fit: t_comp(b) = %.3f ms + %.4f ms * b  (%.0f samples/s per rank at large b)\n", t0 * 1e3, c * 1e3, 1 / c
 }' | tee -a "$report"
+# The README table from the fit (t0, c) and the assumed networks; needs python3.
+if command -v python3 >/dev/null; then
+  fit=$(sed -n 's/^fit: t_comp(b) = \([0-9.]*\) ms + \([0-9.]*\) ms \* b.*/\1 \2/p' "$report")
+  python3 - $fit <<'PY' | tee -a "$report"
+import math, sys
+t0, c = float(sys.argv[1]) / 1e3, float(sys.argv[2]) / 1e3
+nb = 4 * (784 * 500 + 784 + 500 + 3)
+nets = {"10GbE": (30e-6, 0.91e-9), "IB": (2e-6, 0.08e-9)}
+tc = lambda b: t0 + c * b
+def step(P, B, cpn, net, overlap=True):
+    b = B / P
+    if b < 1: return None
+    L, N = min(P, cpn), math.ceil(P / cpn)
+    ti = 15e-6 + nb / 4e9 if L > 1 else 0
+    a, be = nets[net]
+    tx = 0
+    if N > 1:
+        tx = 2 * math.log2(N) * a + 2 * (N - 1) / N * nb * be
+        if overlap: tx = max(tx - 0.4 * tc(b), tx / 12)
+    return tc(b) + ti + tx
+for title, Bf, ref in [("global batch 100", lambda P: 100, lambda P: 100 / tc(100)),
+                       ("per-rank batch 100", lambda P: 100 * P, lambda P: 100 / tc(100)),
+                       ("per-rank batch 1000", lambda P: 1000 * P, lambda P: 1000 / tc(1000))]:
+    print(f"\n{title}: ranks | 10GbE 16c | 10GbE 128c | IB 16c | IB 128c  (samples/s, efficiency)")
+    for P in [1, 16, 64, 128, 256, 1024]:
+        cells = []
+        for net in ["10GbE", "IB"]:
+            for cpn in [16, 128]:
+                t = step(P, Bf(P), cpn, net)
+                cells.append("-" if t is None else f"{Bf(P) / t:,.0f} ({100 * Bf(P) / t / (P * ref(P)):.0f}%)")
+        print(P, " | ".join(cells))
+PY
+fi
 say "# written to $report"
