@@ -29,6 +29,9 @@ void write_checkpoint(const std::string& path, const Params& p, const TrainState
       h5::write_attr(g, "seed", static_cast<int64_t>(st->seed));
       h5::write_attr(g, "steps_per_epoch", static_cast<int64_t>(st->steps_per_epoch));
       h5::write_attr(g, "ranks", static_cast<int64_t>(st->ranks));
+      h5::write_attr(g, "nodes", static_cast<int64_t>(st->nodes));
+      h5::write_attr(g, "ranks_per_node", static_cast<int64_t>(st->ranks_per_node));
+      h5::write_attr(g, "layout", st->layout);
       h5::write_attr(g, "seconds", st->seconds);
       h5::write_attr(g, "epoch_recon_sq", st->epoch_recon_sq);
       h5::write_attr(g, "epoch_samples", st->epoch_samples);
@@ -140,6 +143,17 @@ TrainState read_train_state(const std::string& path, size_t V, size_t H) {
                          " (a damaged or edited checkpoint)"));
   st.seed = static_cast<uint64_t>(attr_in(g, "seed", 0, INT64_MAX, path));
   st.ranks = static_cast<int>(attr_in(g, "ranks", 1, 1 << 24, path));
+  // The node layout (absent in checkpoints written before it was recorded: 0, "").
+  if (h5::has_attr(g, "nodes")) st.nodes = static_cast<int>(attr_in(g, "nodes", 1, st.ranks, path));
+  if (h5::has_attr(g, "ranks_per_node"))
+    st.ranks_per_node = static_cast<int>(attr_in(g, "ranks_per_node", 1, st.ranks, path));
+  if (h5::has_attr(g, "layout")) {
+    try {
+      st.layout = h5::read_attr_string(g, "layout");
+    } catch (const Error& e) {
+      throw UsageError(fmt(path, ": /train: ", e.what()));
+    }
+  }
   st.seconds = attr_nonneg(g, "seconds", path);
   st.epoch_recon_sq = attr_nonneg(g, "epoch_recon_sq", path);
   st.epoch_samples = attr_nonneg(g, "epoch_samples", path);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 
 #include "rbm/errors.hpp"
 
@@ -27,6 +29,13 @@ DatasetInfo inspect_dataset(const std::string& file, const std::string& path) {
                          ", expected uint8 pixels or float32 in [0, 1]"));
   // Before any rank sizes a buffer by [N, D]: the data must really be in the file.
   h5::check_stored(d, file, path);
+  info.stored_bytes = H5Dget_storage_size(d);
+  {
+    h5::Id plist(H5Dget_create_plist(d), H5Pclose);
+    hsize_t chunk[2] = {0, 0};
+    if (H5Pget_layout(plist) == H5D_CHUNKED && H5Pget_chunk(plist, 2, chunk) == 2)
+      info.chunk_rows = chunk[0];
+  }
   if (h5::has_attr(d, "rows") && h5::has_attr(d, "cols")) {
     info.img_rows = static_cast<int>(h5::read_attr_int(d, "rows"));
     info.img_cols = static_cast<int>(h5::read_attr_int(d, "cols"));
@@ -107,6 +116,59 @@ Shard read_shard_head(const std::string& file, const std::string& path, int rank
   DatasetInfo info = inspect_dataset(file, path);
   const size_t n = std::min(info.rows, max_rows);
   return read_rows(file, path, ShardLayout(n, rank, size, 1));
+}
+
+uint64_t thread_read_bytes() {
+  uint64_t v = 0;
+  if (FILE* f = std::fopen("/proc/thread-self/io", "r")) {
+    char key[32];
+    unsigned long long x = 0;
+    while (std::fscanf(f, "%31s %llu", key, &x) == 2)
+      if (std::strcmp(key, "rchar:") == 0) v = x;
+    std::fclose(f);
+  }
+  return v;
+}
+
+RowBlock read_row_block(const std::string& file, const std::string& path, size_t r0, size_t r1) {
+  const uint64_t before = thread_read_bytes();
+  RowBlock b;
+  {
+    DatasetInfo info = inspect_dataset(file, path);
+    if (r0 > r1 || r1 > info.rows)
+      throw Error(fmt(file, ": ", path, ": rows [", r0, ", ", r1, ") outside [0, ", info.rows, ")"));
+    b.first = r0;
+    b.total = info.rows;
+    b.dim = info.dim;
+    const size_t n = r1 - r0;
+    b.pixels.resize(n * info.dim);
+    if (n > 0) {
+      h5::Id f = h5::open_file(file);
+      h5::Id d = h5::open_dataset(f, path, file);
+      h5::Id fspace(H5Dget_space(d), H5Sclose);
+      hsize_t start[2] = {r0, 0}, count[2] = {n, info.dim};
+      if (H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, nullptr, count, nullptr) < 0)
+        h5::fail("cannot select rows");
+      h5::Id mspace(H5Screate_simple(2, count, nullptr), H5Sclose);
+      if (info.type == h5::Type::u8) {
+        if (H5Dread(d, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, b.pixels.data()) < 0)
+          h5::fail(fmt(file, ": cannot read ", path, " rows ", r0, "-", r1 - 1));
+      } else {
+        std::vector<float> tmp(n * info.dim);
+        if (H5Dread(d, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, tmp.data()) < 0)
+          h5::fail(fmt(file, ": cannot read ", path, " rows ", r0, "-", r1 - 1));
+        for (size_t i = 0; i < tmp.size(); ++i) {
+          float x = tmp[i];
+          if (!(x >= 0.0f && x <= 1.0f))
+            throw UsageError(fmt(file, ": ", path, " row ", r0 + i / info.dim, " holds ", x,
+                                 ", float32 images must lie in [0, 1]"));
+          b.pixels[i] = static_cast<uint8_t>(std::lround(x * 255.0f));
+        }
+      }
+    }
+  }  // every HDF5 handle closed (and its reads done) before counting
+  b.bytes_read = thread_read_bytes() - before;
+  return b;
 }
 
 Shard read_all(const std::string& file, const std::string& path) {

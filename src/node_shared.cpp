@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <vector>
 
 #include "rbm/errors.hpp"
 
@@ -233,14 +234,67 @@ uint32_t NodeShared::reduce(
   }
   if (nodes_ > 1) {  // 3. one MPI_Allreduce of the fused buffer across the nodes
     barrier();
-    if (leaders_ != MPI_COMM_NULL)
+    if (leaders_ != MPI_COMM_NULL) {
+      const double t0 = MPI_Wtime();
       MPI_Allreduce(MPI_IN_PLACE, sum_, static_cast<int>(n_), MPI_FLOAT, MPI_SUM, leaders_);
+      comm_seconds_ += MPI_Wtime() - t0;
+    }
     barrier();
   }
   // 4. my segment of the update (parameters only, not the counters)
   const size_t ua = std::min(a, n_params_), ub = std::min(b, n_params_);
   flags_[local_rank_] = ub > ua ? update(ua, ub, sum_) : 0u;
   barrier();  // 5. new theta and all sums visible
+  uint32_t any = 0;
+  for (int k = 0; k < local_size_; ++k) any |= flags_[k];
+  return any;
+}
+
+uint32_t NodeShared::reduce_overlapped(
+    size_t buckets, const std::function<std::pair<size_t, size_t>(size_t)>& bucket,
+    const std::function<void(size_t)>& produce,
+    const std::function<uint32_t(size_t, size_t, const float*)>& update) {
+  if (nodes_ == 1) {  // nothing to overlap with: produce everything, then reduce()
+    for (size_t j = 1; j < buckets; ++j) produce(j);
+    return reduce(update);
+  }
+  std::vector<MPI_Request> reqs;
+  reqs.reserve(buckets);
+  const auto L = static_cast<size_t>(local_size_), l = static_cast<size_t>(local_rank_);
+  for (size_t j = 0; j < buckets; ++j) {
+    if (j > 0) produce(j);
+    const auto [a, b] = bucket(j);
+    barrier();  // bucket j written in every slot
+    // my part of the bucket, slots added in the fixed order of reduce()
+    const size_t per = (b - a + L - 1) / L, pa = std::min(b, a + l * per),
+                 pb = std::min(b, pa + per);
+    if (pb > pa) {
+      std::copy(slots_ + pa, slots_ + pb, sum_ + pa);
+      for (int k = 1; k < local_size_; ++k) {
+        const float* s = slots_ + static_cast<size_t>(k) * stride_;
+        for (size_t i = pa; i < pb; ++i) sum_[i] += s[i];
+      }
+    }
+    barrier();  // bucket j summed on this node
+    if (leaders_ != MPI_COMM_NULL) {
+      const double t0 = MPI_Wtime();
+      reqs.emplace_back();
+      MPI_Iallreduce(MPI_IN_PLACE, sum_ + a, static_cast<int>(b - a), MPI_FLOAT, MPI_SUM,
+                     leaders_, &reqs.back());
+      int done = 0;
+      MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE);
+      comm_seconds_ += MPI_Wtime() - t0;
+    }
+  }
+  if (leaders_ != MPI_COMM_NULL) {
+    const double t0 = MPI_Wtime();
+    MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE);
+    comm_seconds_ += MPI_Wtime() - t0;
+  }
+  barrier();  // every node's sums complete
+  const size_t ua = std::min(seg_a_, n_params_), ub = std::min(seg_b_, n_params_);
+  flags_[local_rank_] = ub > ua ? update(ua, ub, sum_) : 0u;
+  barrier();  // new theta and all sums visible
   uint32_t any = 0;
   for (int k = 0; k < local_size_; ++k) any |= flags_[k];
   return any;

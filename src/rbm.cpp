@@ -51,6 +51,22 @@ void sample_bernoulli(const CounterRng& rng, Stream s, uint32_t sub, uint64_t st
 CdCounters cd_gradient(const Params& p, const CdConfig& cfg, const Eigen::Ref<const Matrix>& X,
                        const uint64_t* sample_index, Matrix* chains, const uint64_t* chain_index,
                        const CounterRng& rng, CdWorkspace& ws, Params grad) {
+  const CdCounters out = cd_statistics(p, cfg, X, sample_index, chains, chain_index, rng, ws, grad);
+  cd_weight_rows(ws, grad, 0, p.V);
+  return out;
+}
+
+void cd_weight_rows(const CdWorkspace& ws, Params grad, size_t i0, size_t i1) {
+  const auto r0 = static_cast<Eigen::Index>(i0), n = static_cast<Eigen::Index>(i1 - i0);
+  if (n == static_cast<Eigen::Index>(grad.V))
+    grad.W.noalias() = ws.A * ws.P.transpose();  // [V, B+N] x [B+N, H]
+  else
+    grad.W.middleRows(r0, n).noalias() = ws.A.middleRows(r0, n) * ws.P.transpose();
+}
+
+CdCounters cd_statistics(const Params& p, const CdConfig& cfg, const Eigen::Ref<const Matrix>& X,
+                         const uint64_t* sample_index, Matrix* chains, const uint64_t* chain_index,
+                         const CounterRng& rng, CdWorkspace& ws, Params grad) {
   const Eigen::Index V = p.V, H = p.H, B = X.cols();
   const Eigen::Index N = cfg.pcd ? chains->cols() : B;  // negative particles on this rank
   const double Ng = cfg.pcd ? static_cast<double>(cfg.Cg) : static_cast<double>(cfg.Bg);
@@ -103,7 +119,7 @@ CdCounters cd_gradient(const Params& p, const CdConfig& cfg, const Eigen::Ref<co
   const float sn = static_cast<float>(1.0 / Ng);
   H0 *= sp;
   Hneg *= -sn;
-  grad.W.noalias() = ws.A * ws.P.transpose();  // [V, B+N] x [B+N, H]
+  // grad.W = [X0 Vneg] [H0/Bg  -Hneg/Ng]' is cd_weight_rows' job
   grad.b = X0.rowwise().sum() * sp - Vneg.rowwise().sum() * sn;
   grad.c = ws.P.rowwise().sum();
   return out;

@@ -64,7 +64,9 @@ po::options_description train_options(TrainConfig& c) {
        "stochastic (Bernoulli(pixel/255), the data a binary RBM models) | threshold "
        "(pixel >= 128) | none (grey values pixel/255)")
       ("shuffle", po::value(&c.shuffle)->default_value("epoch")->value_name("MODE"),
-       "epoch (each rank shuffles its rows every epoch) | none (file order)")
+       "epoch (a new order every epoch: rows shuffled within each virtual shard, shards "
+       "visited in a rotated low-discrepancy order) | none (the same order every epoch: file "
+       "order within the shards). Either way the batches do not depend on the rank count")
       ("seed", po::value(&c.seed)->default_value(1)->value_name("S"),
        "seed of every random draw (Philox counter-based)")
       ("checkpoint", po::value(&c.checkpoint)->default_value("model.h5")->value_name("FILE"),
@@ -93,6 +95,14 @@ po::options_description train_options(TrainConfig& c) {
       ("node-size", po::value(&c.node_size)->default_value(0)->value_name("N"),
        "ranks sharing one copy of the model: 0 = all ranks of a host; N = blocks of N "
        "(1 = every rank its own copy, reduced with MPI_Allreduce)")
+      ("shards", po::value(&c.shards)->default_value(720)->value_name("S"),
+       "virtual shards: the training rows are cut into S blocks of consecutive rows and "
+       "each rank reads only its own (S/P of them); the batches depend on S, not on the "
+       "rank count P, so the model is the same for every P <= S (ranks get equal shares "
+       "when P divides S; 720 = 2^4*3^2*5 has 30 divisors). Needs S >= P")
+      ("overlap", po::value(&c.overlap)->default_value("on")->value_name("on|off"),
+       "across nodes, reduce the weight gradient in buckets with MPI_Iallreduce while the "
+       "next bucket is computed (on) or in one MPI_Allreduce after the step (off)")
       ("monitor-size", po::value(&c.monitor_size)->default_value(1000)->value_name("M"),
        "images of train and monitor data used for the free-energy monitor")
       ("progress", po::value(&c.progress)->default_value("auto")->value_name("WHEN"),
@@ -132,6 +142,10 @@ void validate(const TrainConfig& c) {
   if (c.pll_draws < 1) throw UsageError("--pll-draws 0: must be at least 1");
   if (c.early_stop && !c.keep_best)
     throw UsageError("--early-stop needs --keep-best (the best epoch is kept as best.h5)");
+  if (c.shards < 1 || c.shards > (size_t{1} << 31))
+    throw UsageError(fmt("--shards ", c.shards, ": must be between 1 and 2^31"));
+  if (c.overlap != "on" && c.overlap != "off")
+    throw UsageError("--overlap " + c.overlap + ": use on or off");
 }
 
 // ---------------------------------------------------------------------------
@@ -170,8 +184,7 @@ std::string seconds_text(double s) {
 
 // ---------------------------------------------------------------------------
 Trainer::Trainer(const MpiEnv& env, const TrainConfig& cfg, std::string config_text)
-    : env_(env), cfg_(cfg), config_text_(std::move(config_text)), train_{ShardLayout(0, 0, 1), 0, {}},
-      monitor_{ShardLayout(0, 0, 1), 0, {}}, rng_(cfg.seed),
+    : env_(env), cfg_(cfg), config_text_(std::move(config_text)), rng_(cfg.seed),
       binarizer_(parse_binarize(cfg.binarize), rng_) {}
 
 void Trainer::setup() {
@@ -187,6 +200,11 @@ void Trainer::setup() {
       throw UsageError(fmt(cfg_.data, ": ", cfg_.train_path, " has ", info.rows,
                            " rows but the job has ", env_.size, " ranks (run with at most ",
                            info.rows, " ranks)"));
+    if (std::min(cfg_.shards, info.rows) < static_cast<size_t>(env_.size))
+      throw UsageError(fmt("--shards ", cfg_.shards, ": fewer virtual shards than the job's ",
+                           env_.size, " ranks; every rank needs at least one (use --shards ",
+                           env_.size, " or a multiple of it, at most the ", info.rows,
+                           " rows; the batches, and so the model, depend on --shards)"));
     if (env_.root()) {  // only rank 0 writes: it alone checks the outputs, before any work
       const NamedPath ck{"--checkpoint", cfg_.checkpoint}, metrics{"--metrics", cfg_.metrics};
       const NamedPath data{"--data", cfg_.data}, resume{"--resume", cfg_.resume};
@@ -238,15 +256,7 @@ void Trainer::setup() {
   steps_per_epoch_ = (info.rows + cfg_.batch - 1) / cfg_.batch;
   Cg_ = cfg_.pcd ? (cfg_.chains ? cfg_.chains : cfg_.batch) : 0;
 
-  // Each rank reads only its shard; a failure here is local -> MPI_Abort.
-  train_ = read_shard(cfg_.data, cfg_.train_path, env_.rank, env_.size);
-  if (!mpath.empty()) {
-    DatasetInfo m = inspect_dataset(cfg_.data, mpath);
-    if (m.rows >= static_cast<size_t>(env_.size)) {
-      monitor_ = read_shard_head(cfg_.data, mpath, env_.rank, env_.size, cfg_.monitor_size);
-      have_monitor_ = true;
-    }
-  }
+  read_data(mpath);
   cfg_.monitor_path = mpath;
   monitor_split_ = mpath == schema::valid_images ? "valid"
                    : mpath == schema::test_images ? "test"
@@ -265,6 +275,16 @@ void Trainer::setup() {
                               " MB available on this node; use fewer --hidden units or ranks "
                               "per node)"),
                           exit_code::runtime);
+  }
+  {  // the node layout, e.g. "2+2" (recorded in checkpoints; a resume compares it)
+    int mine = shared_->leader() ? shared_->local_size() : 0;
+    std::vector<int> all(env_.root() ? static_cast<size_t>(env_.size) : 0);
+    MPI_Gather(&mine, 1, MPI_INT, all.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+    for (int n : all)
+      if (n > 0) {
+        layout_ += (layout_.empty() ? "" : "+") + std::to_string(n);
+        max_local_ = std::max(max_local_, n);
+      }
   }
   theta_ = Params(shared_->theta(), V_, H_);
   grad_ = Params(shared_->grad_slot(), V_, H_);
@@ -330,7 +350,7 @@ void Trainer::init_params() {
         if (j + 1 < H_) p.W(i, j + 1) = static_cast<float>(cfg_.init_std * rad * std::sin(ang));
       }
     }
-    const double n = static_cast<double>(train_.layout.n);
+    const double n = static_cast<double>(train_.total);
     for (size_t i = 0; i < V_; ++i) {
       double pi = std::clamp(sum[i] / n, 1e-3, 1.0 - 1e-3);  // keep the log finite
       p.b(i) = static_cast<float>(std::log(pi / (1.0 - pi)));
@@ -418,65 +438,150 @@ void Trainer::resume_from(const std::string& path) {
   epoch_.recon_sq = scalars[1];
   epoch_.samples = scalars[2];
   seconds_before_ = scalars[3];
-  const int ranks = static_cast<int>(scalars[4]);
-  if (env_.root() && ranks != env_.size)
-    std::printf("note: %s was written by %d ranks, this job has %d: training continues, but "
-                "not bitwise as an uninterrupted run\n",
-                path.c_str(), ranks, env_.size);
+  // Bitwise continuation needs the same summation order: the same ranks on the same
+  // node layout (rank 0 has the checkpoint's layout and this job's).
+  if (env_.root()) {
+    const std::string was = st.layout.empty() ? fmt(st.ranks, " ranks") :
+                            fmt(st.ranks, " ranks on ", st.nodes, st.nodes == 1 ? " node" : " nodes",
+                                " (", st.layout, ")");
+    const std::string now_ = fmt(env_.size, " ranks on ", shared_->nodes(),
+                                 shared_->nodes() == 1 ? " node" : " nodes", " (", layout_, ")");
+    if (st.ranks != env_.size || (!st.layout.empty() && st.layout != layout_))
+      std::printf("note: %s was written by %s, this job has %s: training continues, but "
+                  "not bitwise as an uninterrupted run\n",
+                  path.c_str(), was.c_str(), now_.c_str());
+  }
 }
 
 // ---------------------------------------------------------------------------
-// Data: this rank's part of global mini-batch s is a contiguous range of its rows
-// (block-cyclic sharding, see shard.hpp), optionally through this epoch's shuffle.
+// Data: each rank holds its virtual shards (one contiguous block of rows, shard.hpp);
+// its part of global mini-batch s is the batch's positions that fall in its shards.
 // ---------------------------------------------------------------------------
+/// Each rank reads only its virtual shards: ONE contiguous block of about N/P rows (a
+/// failure here is local -> MPI_Abort). Rank 0 alone reads the monitor rows (at most
+/// --monitor-size) and scatters them in contiguous parts. Rank 0 reports the bytes read.
+void Trainer::read_data(const std::string& mpath) {
+  const DatasetInfo info = inspect_dataset(cfg_.data, cfg_.train_path);
+  shards_ = VirtualShards(info.rows, cfg_.shards, env_.rank, env_.size);
+  rule_ = BatchRule(shards_, cfg_.seed, cfg_.shuffle == "epoch");
+  train_ = read_row_block(cfg_.data, cfg_.train_path, shards_.row_begin(), shards_.row_end());
+
+  unsigned long long m = 0, monitor_bytes = 0;
+  RowBlock all;
+  if (!mpath.empty()) {
+    agree(env_, [&] {
+      if (!env_.root()) return;
+      const DatasetInfo mi = inspect_dataset(cfg_.data, mpath);
+      all = read_row_block(cfg_.data, mpath, 0, std::min(cfg_.monitor_size, mi.rows));
+      m = all.rows();
+      monitor_bytes = all.bytes_read;
+    });
+    MPI_Bcast(&m, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
+  }
+  monitor_rows_ = m;
+  have_monitor_ = m > 0;
+  if (have_monitor_) {
+    const auto P = static_cast<size_t>(env_.size);
+    auto part = [&](size_t r) { return static_cast<size_t>(m) * r / P; };
+    std::vector<int> counts(P), displs(P);
+    for (size_t r = 0; r < P; ++r) {
+      counts[r] = static_cast<int>(part(r + 1) - part(r));
+      displs[r] = static_cast<int>(part(r));
+    }
+    MPI_Datatype row;
+    MPI_Type_contiguous(static_cast<int>(V_), MPI_UINT8_T, &row);
+    MPI_Type_commit(&row);
+    const auto me = static_cast<size_t>(env_.rank);
+    monitor_.first = part(me);
+    monitor_.total = m;
+    monitor_.dim = V_;
+    monitor_.pixels.resize((part(me + 1) - part(me)) * V_);
+    MPI_Scatterv(all.pixels.data(), counts.data(), displs.data(), row, monitor_.pixels.data(),
+                 counts[me], row, 0, MPI_COMM_WORLD);
+    MPI_Type_free(&row);
+  }
+
+  // Bytes read from the file by each rank (kernel's count, /proc/thread-self/io).
+  unsigned long long mine = train_.bytes_read, mx = 0, mn = 0, sum = 0;
+  MPI_Reduce(&mine, &mx, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, 0, MPI_COMM_WORLD);
+  MPI_Reduce(&mine, &mn, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, 0, MPI_COMM_WORLD);
+  MPI_Reduce(&mine, &sum, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
+  if (env_.root()) {
+    const size_t S = shards_.count(), P = static_cast<size_t>(env_.size);
+    auto mb = [](double bytes) { return fmt_fixed(bytes / 1e6, 0, 3); };
+    auto range = [](size_t lo, size_t hi) { return lo == hi ? fmt(lo) : fmt(lo, "-", hi); };
+    std::printf("data: %s %zu rows in %zu virtual shards of %s rows, %s per rank; "
+                "read from the file per rank: max %s MB, min %s MB, total %s MB (stored: %s MB%s)",
+                cfg_.train_path.c_str(), info.rows, S,
+                range(info.rows / S, (info.rows + S - 1) / S).c_str(),
+                range(S / P, (S + P - 1) / P).c_str(), mb(static_cast<double>(mx)).c_str(),
+                mb(static_cast<double>(mn)).c_str(), mb(static_cast<double>(sum)).c_str(),
+                mb(static_cast<double>(info.stored_bytes)).c_str(),
+                info.chunk_rows ? fmt(", chunks of ", info.chunk_rows, " rows").c_str() : "");
+    if (have_monitor_)
+      std::printf("; monitor %s: %llu rows read by rank 0 (%s MB)", mpath.c_str(), m,
+                  mb(static_cast<double>(monitor_bytes)).c_str());
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+}
+
+/// This epoch's order of the rows of each shard this rank owns (perm_, local rows).
 void Trainer::shuffle_for_epoch(uint64_t epoch) {
   if (perm_epoch_ == epoch) return;
   perm_epoch_ = epoch;
   perm_.resize(train_.rows());
-  std::iota(perm_.begin(), perm_.end(), 0u);
-  if (cfg_.shuffle == "none") return;
-  // Fisher-Yates with Philox draws indexed by (epoch, rank, position).
-  for (size_t i = perm_.size(); i > 1; --i) {
-    auto r = rng_.bits(Stream::shuffle, 0, epoch, static_cast<uint64_t>(env_.rank),
-                       static_cast<uint32_t>(i));
-    uint64_t x = (static_cast<uint64_t>(r[0]) << 32) | r[1];
-    std::swap(perm_[i - 1], perm_[x % i]);
+  const size_t a = shards_.first_shard(env_.rank), b = shards_.first_shard(env_.rank + 1);
+  for (size_t k = a; k < b; ++k) {
+    const size_t off = shards_.start(k) - train_.first;
+    uint32_t* o = perm_.data() + off;
+    rule_.shard_order(epoch, k, o);
+    for (size_t i = 0; i < shards_.shard_rows(k); ++i) o[i] += static_cast<uint32_t>(off);
   }
 }
 
-void Trainer::binarize_rows(const Shard& s, size_t lo, size_t hi,
-                            const std::vector<uint32_t>* perm, uint64_t rng_step, Matrix& X,
-                            std::vector<uint64_t>* index) const {
-  const size_t n = hi - lo;
+void Trainer::binarize_rows(const RowBlock& s, const std::vector<uint32_t>& local,
+                            uint64_t rng_step, Matrix& X, std::vector<uint64_t>* index) const {
+  const size_t n = local.size();
   X.resize(V_, n);
   if (index) index->resize(n);
   for (size_t k = 0; k < n; ++k) {
-    const size_t l = perm ? (*perm)[lo + k] : lo + k;
-    const uint64_t g = s.layout.global_row(l);
+    const size_t l = local[k];
+    const uint64_t g = s.first + l;
     if (index) (*index)[k] = g;
     binarizer_.row(s.row(l), V_, 0, rng_step, g, X.col(k).data());
   }
 }
 
 void Trainer::load_batch(uint64_t t, Matrix& X, std::vector<uint64_t>& index) const {
-  const uint64_t s = t % steps_per_epoch_;
-  const size_t g0 = s * cfg_.batch, g1 = std::min(train_.layout.n, g0 + cfg_.batch);
-  auto [lo, hi] = train_.layout.local_range(g0, g1);
-  binarize_rows(train_, lo, hi, &perm_, t, X, &index);
+  const uint64_t epoch = t / steps_per_epoch_, s = t % steps_per_epoch_;
+  const size_t p0 = s * cfg_.batch, p1 = std::min(train_.total, p0 + cfg_.batch);
+  batch_pos_.clear();
+  rule_.owned(epoch, p0, p1, batch_pos_);
+  batch_rows_.resize(batch_pos_.size());
+  for (size_t k = 0; k < batch_pos_.size(); ++k)
+    batch_rows_[k] = perm_[shards_.start(batch_pos_[k].shard) - train_.first + batch_pos_[k].index];
+  binarize_rows(train_, batch_rows_, t, X, &index);
 }
 
 // ---------------------------------------------------------------------------
 // The training step.
 // ---------------------------------------------------------------------------
 bool Trainer::step(uint64_t t) {
+  const double t_start = now();
   const uint64_t epoch = t / steps_per_epoch_, s = t % steps_per_epoch_;
   shuffle_for_epoch(epoch);
-  const size_t Bg = std::min(cfg_.batch, train_.layout.n - s * cfg_.batch);
+  const size_t Bg = std::min(cfg_.batch, train_.total - s * cfg_.batch);
 
   load_batch(t, X_, index_);  // X_ [V, B]: this rank's part of global batch s
   const CdConfig cd{cfg_.cd_k, cfg_.pcd, t, Bg, std::max<size_t>(Cg_, 1)};
-  const CdCounters cnt = cd_gradient(theta_, cd, X_, index_.data(), cfg_.pcd ? &chains_ : nullptr,
-                                     chain_index_.data(), rng_, ws_, grad_);  // grad_ = g
+  const bool overlap = cfg_.overlap == "on" && shared_->nodes() > 1;
+  // grad_ = g (with --overlap on across nodes, the weight rows come bucket by bucket below)
+  const CdCounters cnt =
+      overlap ? cd_statistics(theta_, cd, X_, index_.data(), cfg_.pcd ? &chains_ : nullptr,
+                              chain_index_.data(), rng_, ws_, grad_)
+              : cd_gradient(theta_, cd, X_, index_.data(), cfg_.pcd ? &chains_ : nullptr,
+                            chain_index_.data(), rng_, ws_, grad_);
   counters_[kReconSq] = static_cast<float>(cnt.recon_sq);
   counters_[kSamples] = static_cast<float>(X_.cols());
   counters_[kStop] = g_stop_signal ? 1.0f : 0.0f;
@@ -484,11 +589,35 @@ bool Trainer::step(uint64_t t) {
   // One fused reduction of [g | counters] over all ranks; each local rank then updates
   // its segment of the node's parameters: m = mu m + lr (g - wd W); theta += m.
   const SgdHyper hyper = hyper_for_epoch(epoch);
-  const double tc = now();
-  const uint32_t nonfinite = shared_->reduce([&](size_t a, size_t b, const float* g) {
+  auto update = [&](size_t a, size_t b, const float* g) {
     return sgd_momentum_update(theta_.data(), momentum_, g, hyper, a, b);
-  });
+  };
+  double tc = now();
+  uint32_t nonfinite = 0;
+  if (!overlap) {
+    nonfinite = shared_->reduce(update);
+  } else {
+    // Bucket 0: [b | c | counters] (ready now); buckets 1..J: J blocks of rows of dW, each
+    // a contiguous range of the row-major [V, H] buffer, of at least 32768 floats.
+    const size_t J = std::clamp<size_t>(V_ * H_ / 32768, 1, 16), rows = (V_ + J - 1) / J;
+    const size_t n = theta_.size() + kCounters;
+    auto row_of = [&](size_t j) { return std::min(V_, (j - 1) * rows); };
+    double compute = 0;
+    nonfinite = shared_->reduce_overlapped(
+        J + 1,
+        [&](size_t j) {
+          return j == 0 ? std::pair{V_ * H_, n} : std::pair{row_of(j) * H_, row_of(j + 1) * H_};
+        },
+        [&](size_t j) {
+          const double t0 = now();
+          cd_weight_rows(ws_, grad_, row_of(j), row_of(j + 1));
+          compute += now() - t0;
+        },
+        update);
+    tc += compute;  // the reduction's time is what the products did not hide
+  }
   reduce_seconds_ += now() - tc;
+  comm_seconds_ += shared_->take_comm_seconds();
   if (nonfinite) throw diverged(t, epoch);
 
   const float* sum = shared_->sum() + theta_.size();  // the summed counters
@@ -496,6 +625,7 @@ bool Trainer::step(uint64_t t) {
   epoch_.samples += sum[kSamples];
   epoch_.timed_samples += sum[kSamples];
   if (cfg_.check_consistency && (t + 1) % cfg_.check_consistency == 0) check_consistency(t);
+  step_seconds_ += now() - t_start;
   return sum[kStop] > 0;
 }
 
@@ -529,14 +659,14 @@ void Trainer::check_consistency(uint64_t t) {
                           exit_code::runtime);
 }
 
-/// Mean free energy of the first --monitor-size images of a dataset (all ranks).
-double Trainer::mean_free_energy(const Shard& s) {
-  const size_t m = std::min(cfg_.monitor_size, s.layout.n);
-  auto [lo, hi] = s.layout.local_range(0, m);
+/// Mean free energy of the rows [0, m) of a dataset (each rank has some of them).
+double Trainer::mean_free_energy(const RowBlock& s, size_t m) {
+  std::vector<uint32_t> local;
+  for (size_t l = 0; l < s.rows() && s.first + l < m; ++l) local.push_back(static_cast<uint32_t>(l));
   Matrix X;
-  binarize_rows(s, lo, hi, nullptr, UINT64_MAX, X, nullptr);  // fixed draws: the same every epoch
-  double sum[2] = {hi > lo ? static_cast<double>(free_energy(theta_, X).sum()) : 0.0,
-                   static_cast<double>(hi - lo)};
+  binarize_rows(s, local, UINT64_MAX, X, nullptr);  // fixed draws: the same every epoch
+  double sum[2] = {local.empty() ? 0.0 : static_cast<double>(free_energy(theta_, X).sum()),
+                   static_cast<double>(local.size())};
   MPI_Allreduce(MPI_IN_PLACE, sum, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
   return sum[1] > 0 ? sum[0] / sum[1] : NAN;
 }
@@ -581,6 +711,9 @@ void Trainer::write_state(const std::string& path, uint64_t next_step) {
   st.seed = cfg_.seed;
   st.steps_per_epoch = steps_per_epoch_;
   st.ranks = env_.size;
+  st.nodes = shared_->nodes();
+  st.ranks_per_node = max_local_;
+  st.layout = layout_;
   st.seconds = seconds_before_ + (now() - start_time_);
   st.epoch_recon_sq = epoch_.recon_sq;
   st.epoch_samples = epoch_.samples;
@@ -621,11 +754,12 @@ void Trainer::write_state(const std::string& path, uint64_t next_step) {
 /// scikit-learn's score_samples, averaged over --pll-draws flipped pixels per image:
 /// returns {mean over images, its standard error (sd over images / sqrt(n))}.
 std::pair<double, double> Trainer::monitor_pll() {
-  const size_t m = std::min(cfg_.monitor_size, monitor_.layout.n);
-  auto [lo, hi] = monitor_.layout.local_range(0, m);
+  std::vector<uint32_t> local;
+  for (size_t l = 0; l < monitor_.rows() && monitor_.first + l < monitor_rows_; ++l)
+    local.push_back(static_cast<uint32_t>(l));
   Matrix X;
   std::vector<uint64_t> ids;
-  binarize_rows(monitor_, lo, hi, nullptr, UINT64_MAX, X, &ids);  // fixed draws
+  binarize_rows(monitor_, local, UINT64_MAX, X, &ids);  // fixed draws
   Eigen::VectorXd per_image = Eigen::VectorXd::Zero(X.cols());
   for (size_t d = 0; d < cfg_.pll_draws; ++d) {
     const CounterRng draw(cfg_.seed + 0x9e3779b97f4a7c15ull * (d + 1));
@@ -642,8 +776,8 @@ std::pair<double, double> Trainer::monitor_pll() {
 Trainer::EpochReport Trainer::epoch_report(uint64_t epoch, uint64_t next_step,
                                            double train_seconds) {
   EpochReport rep;
-  double fe_train = mean_free_energy(train_);
-  double fe_valid = have_monitor_ ? mean_free_energy(monitor_) : NAN;
+  double fe_train = mean_free_energy(train_, std::min(cfg_.monitor_size, train_.total));
+  double fe_valid = have_monitor_ ? mean_free_energy(monitor_, monitor_rows_) : NAN;
   double pll = NAN, pll_se = NAN;
   if (have_monitor_) std::tie(pll, pll_se) = monitor_pll();
   rep.pll = pll;
@@ -766,6 +900,22 @@ bool Trainer::live_progress() const {
   return true;
 }
 
+/// Jobs on several nodes: how long the node leaders waited for the cross-node reduction
+/// per step (the communication the computation did not hide), next to the step time.
+void Trainer::report_communication(uint64_t steps) {
+  if (shared_->nodes() == 1 || steps == 0) return;
+  double v[2] = {comm_seconds_, step_seconds_};
+  MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  if (env_.root()) {
+    const double per = 1e3 / static_cast<double>(steps);
+    std::printf("cross-node reduction: %.3f ms per step not hidden (slowest node leader; "
+                "--overlap %s), step %.3f ms, %llu steps on %d nodes\n",
+                v[0] * per, cfg_.overlap.c_str(), v[1] * per,
+                static_cast<unsigned long long>(steps), shared_->nodes());
+    std::fflush(stdout);
+  }
+}
+
 void install_stop_handlers() {
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGUSR1, on_stop_signal);
@@ -837,6 +987,7 @@ int Trainer::run() {
       return exit_code::preempted;
     }
   }
+  report_communication(total > start_step_ ? total - start_step_ : 0);
   if (start_step_ >= total && env_.root())
     std::printf("nothing to do: the checkpoint is already at epoch %zu of %zu\n",
                 static_cast<size_t>(start_step_ / steps_per_epoch_), cfg_.epochs);

@@ -11,13 +11,15 @@ using namespace trainertest;
 // ---------------------------------------------------------------------------
 class RankInvariance : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(RankInvariance, OneTwoFourEightRanksGiveTheSameWeights) {
+TEST_P(RankInvariance, OneToEightRanksGiveTheSameWeightsWithDefaultShuffle) {
   TempDir tmp;
   const std::string data = tmp / "bars.h5";
-  write_bars(data, 480, 0);
-  // 480 images, global batch 48: 10 steps per epoch, 2 epochs.
-  const std::string common = " --data " + data + " --hidden 24 --epochs 2 --batch-size 48" +
-                             " --shuffle none --seed 5 " + GetParam();
+  // 1001 rows (7 x 11 x 13): divisible neither by 2, 3, 4, 8 ranks nor by the batch of 96;
+  // 11 steps per epoch, the last one 41 rows; 2 epochs, so the reshuffle is exercised.
+  // DEFAULT options otherwise: --shuffle epoch, --shards 720 (1-2 rows per shard here).
+  write_bars(data, 1001, 0);
+  const std::string common = " --data " + data + " --hidden 24 --epochs 2 --batch-size 96" +
+                             " --seed 5 " + GetParam();
   auto run_np = [&](int np, const std::string& extra) {
     const std::string out = tmp / ("np" + std::to_string(np) + (extra.empty() ? "" : "-private") + ".h5");
     RunResult r = run(rbm_dist(np, common + extra + " --checkpoint " + out), 120);
@@ -25,15 +27,19 @@ TEST_P(RankInvariance, OneTwoFourEightRanksGiveTheSameWeights) {
     return params_of(out);
   };
   const std::vector<float> ref = run_np(1, "");
-  // Tolerance. Each gradient entry is a sum of at most Bg = 48 terms in [-1, 1],
-  // divided by 48; summing per-rank partial sums in a different order changes it by
-  // at most ~48 * 2^-24 / 48 ~ 6e-8 per step. The update multiplies by lr = 0.1 and
-  // momentum 0.5 at most doubles it; after T = 20 steps the parameters differ by
-  // about 20 * 0.1 * 2 * 6e-8 ~ 2.4e-7, plus what the sigmoids propagate (|W| < 1:
-  // a factor of a few). 1e-5 leaves a 10x margin. A Bernoulli draw flips only if
-  // u falls within ~1e-7 of p: ~40,000 draws x 1e-7 ~ 0.004 expected flips, and a
-  // flip would show as an error of ~lr/Bg = 2e-3, far above the tolerance.
-  for (int np : {2, 4, 8}) {
+  // Tolerance. The batches (which rows, with which random draws) do not depend on the
+  // rank count (shard.hpp), only the order of the floating-point sums does. Each
+  // gradient entry is a sum of at most Bg = 96 terms in [-1, 1], divided by 96;
+  // summing per-rank partial sums in another order changes it by at most
+  // ~96 * 2^-24 / 96 ~ 6e-8 per step. The update multiplies by lr = 0.1 and momentum
+  // 0.5 at most doubles it; after T = 22 steps the parameters differ by about
+  // 22 * 0.1 * 2 * 6e-8 ~ 2.6e-7, plus what the sigmoids propagate (|W| < 1: a factor
+  // of a few). 1e-5 leaves a 10x margin. A Bernoulli draw flips only if u falls within
+  // ~1e-7 of p: ~22 x 96 x 88 x 2 ~ 370,000 draws x 1e-7 ~ 0.04 expected flips (most
+  // early, when the parameters still agree to the last bit), and a flip would show as
+  // an error of ~lr/Bg = 1e-3, far above the tolerance. Before the virtual shards, the
+  // default shuffle keyed on the rank: 1 vs 3 ranks differed by 0.035.
+  for (int np : {2, 3, 4, 8}) {
     for (const std::string& extra : {std::string(""), std::string(" --node-size 1")}) {
       if (np == 8 && !extra.empty()) continue;  // 8 x private copies: slow, same path as 4
       std::vector<float> got = run_np(np, extra);
@@ -48,11 +54,13 @@ TEST_P(RankInvariance, OneTwoFourEightRanksGiveTheSameWeights) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, RankInvariance,
                          ::testing::Values("--cd-k 1", "--pcd --chains 16",
-                                           "--cd-k 3 --binarize stochastic"),
+                                           "--cd-k 3 --binarize stochastic",
+                                           "--cd-k 1 --shards 10"),
                          [](const ::testing::TestParamInfo<std::string>& p) {
                            return std::string(p.index == 0   ? "Cd1"
                                               : p.index == 1 ? "Pcd"
-                                                             : "Cd3Stochastic");
+                                              : p.index == 2 ? "Cd3Stochastic"
+                                                             : "Cd1TenShards");  // 3, 4, 8 do not divide 10
                          });
 
 // ---------------------------------------------------------------------------

@@ -8,7 +8,9 @@
 //   /model/hidden_bias    float32 [H]
 //   root attributes       format = "rbm-checkpoint" (string), format_version = 1 (int)
 //   /train                everything needed to resume (absent in a model-only file):
-//     attributes step, epoch, seed, ranks, steps_per_epoch, seconds, config (the full
+//     attributes step, epoch, seed, ranks, nodes, ranks_per_node (the largest node),
+//       layout (ranks of each node in rank order, e.g. "2+2"), steps_per_epoch, seconds,
+//       config (the full
 //       configuration as 'name = value' lines), epoch_recon_sq, epoch_samples
 //     /train/momentum     float32 [V*H + V + H]  (the parameter layout of rbm.hpp)
 //     /train/chains       uint8 [C, V]  persistent chains in global chain order (PCD only)
@@ -37,6 +39,9 @@ struct TrainState {
   uint64_t seed = 0;
   uint64_t steps_per_epoch = 0;
   int ranks = 1;                 ///< rank count that wrote it (exact resume needs the same)
+  int nodes = 0;                 ///< nodes (model copies) of that job; 0 = not recorded
+  int ranks_per_node = 0;        ///< ranks on its largest node; 0 = not recorded
+  std::string layout;            ///< ranks per node in rank order, e.g. "2+2"; "" = not recorded
   double seconds = 0;            ///< training wall time so far
   double epoch_recon_sq = 0;     ///< partial-epoch counters (resume mid-epoch)
   double epoch_samples = 0;

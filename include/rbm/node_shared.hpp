@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <utility>
 
 #include "rbm/mpi_env.hpp"
 
@@ -68,6 +69,29 @@ class NodeShared {
   /// returns the OR over all ranks of the node.
   uint32_t reduce(const std::function<uint32_t(size_t a, size_t b, const float* g)>& update);
 
+  /// The same reduction with the cross-node part OVERLAPPED with the computation (jobs
+  /// on several nodes; on one node it is reduce() after producing every bucket).
+  /// Buckets are ranges [a, b) of the buffer, ascending and together [0, n): bucket(j)
+  /// returns bucket j's range, produce(j) fills it in this rank's slot (j = 0 is filled
+  /// before the call: pass an empty produce for it). For each bucket as soon as it is
+  /// produced: node barrier, local rank l sums its part of the bucket over the slots (the
+  /// same fixed order as reduce(), so the node's sums are bitwise those of reduce()), node
+  /// barrier, and the node leader posts MPI_Iallreduce of the bucket across the nodes and
+  /// tests the ones in flight (Open MPI progresses them only inside MPI calls), while the
+  /// ranks go on with the next bucket. Then MPI_Waitall, the update and a barrier.
+  uint32_t reduce_overlapped(size_t buckets,
+                             const std::function<std::pair<size_t, size_t>(size_t j)>& bucket,
+                             const std::function<void(size_t j)>& produce,
+                             const std::function<uint32_t(size_t a, size_t b, const float* g)>& update);
+  /// Seconds this rank (a node leader) has waited for the cross-node reduction since the
+  /// last call (MPI_Allreduce in reduce(), MPI_Iallreduce/Testall/Waitall in
+  /// reduce_overlapped()): the communication time the computation did not hide. Resets.
+  double take_comm_seconds() {
+    const double s = comm_seconds_;
+    comm_seconds_ = 0;
+    return s;
+  }
+
   bool leader() const { return local_rank_ == 0; }  ///< writes shared state at set-up
 
   /// Thrown (on every rank) when the window does not fit in this node's memory.
@@ -102,6 +126,7 @@ class NodeShared {
   int spin_ = 0;                // polls before sleeping: 0 when oversubscribed
   size_t stride_ = 0;  // floats between slots (n rounded up to 16)
   size_t seg_a_ = 0, seg_b_ = 0;
+  double comm_seconds_ = 0;
 };
 
 }  // namespace rbm

@@ -134,6 +134,16 @@ CdCounters cd_gradient(const Params& p, const CdConfig& cfg, const Eigen::Ref<co
                        const uint64_t* sample_index, Matrix* chains, const uint64_t* chain_index,
                        const CounterRng& rng, CdWorkspace& ws, Params grad);
 
+/// cd_gradient in two parts, so that the weight product can be made in buckets of rows
+/// (and each bucket reduced while the next is computed, node_shared.hpp):
+/// cd_statistics does everything but grad.W (it fills grad.b, grad.c and leaves the
+/// scaled operands in ws); cd_weight_rows(ws, grad, i0, i1) then computes rows [i0, i1)
+/// of grad.W. cd_gradient = cd_statistics + cd_weight_rows(0, V).
+CdCounters cd_statistics(const Params& p, const CdConfig& cfg, const Eigen::Ref<const Matrix>& X,
+                         const uint64_t* sample_index, Matrix* chains, const uint64_t* chain_index,
+                         const CounterRng& rng, CdWorkspace& ws, Params grad);
+void cd_weight_rows(const CdWorkspace& ws, Params grad, size_t i0, size_t i1);
+
 /// The same statistics with plain loops over units and samples: the reference
 /// implementation the GEMM version is tested against (HPCG's *_ref idea).
 CdCounters cd_gradient_naive(const Params& p, const CdConfig& cfg, const Matrix& X,

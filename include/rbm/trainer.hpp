@@ -4,10 +4,13 @@
 //
 // One step, on every rank (the whole algorithm; see Trainer::step):
 //   1. X      = this rank's rows of global mini-batch s                [V, B]
+//               (rows of its own virtual shards, shard.hpp: the same batches for any P)
 //   2. g      = cd_gradient(X)  (positive - negative statistics / Bg)   one buffer
 //   3. g     += counters (reconstruction error, samples, stop flag)
 //   4. sum g over all ranks    — one fused reduction (node_shared.hpp: through the node's
-//                                shared memory, then ONE MPI_Allreduce across nodes)
+//                                shared memory, then ONE MPI_Allreduce across nodes; with
+//                                --overlap on and several nodes, one MPI_Iallreduce per
+//                                bucket of dW rows, posted while the next bucket is computed)
 //   5. m      = mu * m + lr * (g - wd * [W, 0, 0]);  theta += m   (sgd_momentum_update)
 // theta and its momentum m exist once per node (shared memory) and the update of each segment
 // is made by one local rank, so every rank sees the same model after every step.
@@ -43,6 +46,8 @@ struct TrainConfig {
   uint64_t seed = 1;
   size_t checkpoint_every = 1, check_consistency = 100;
   int node_size = 0;
+  size_t shards = 720;          ///< virtual shards S (shard.hpp)
+  std::string overlap = "on";   ///< on | off: bucketed MPI_Iallreduce across nodes
 };
 
 /// The one declaration of rbm_dist's options (feeds --help, --config, the README
@@ -70,7 +75,7 @@ class Trainer {
 
   const Params& params() const { return theta_; }
   size_t steps_per_epoch() const { return steps_per_epoch_; }
-  size_t train_rows() const { return train_.layout.n; }
+  size_t train_rows() const { return train_.total; }
   /// Seconds spent in the steps' reductions since the last epoch report (or start).
   double reduce_seconds() const { return reduce_seconds_; }
 
@@ -84,12 +89,13 @@ class Trainer {
   void load_batch(uint64_t t, Matrix& X, std::vector<uint64_t>& index) const;
   /// Local rows [lo, hi) of `s` (through `perm` when given) as [V, hi - lo] visible
   /// values; `index` gets their global ids.
-  void binarize_rows(const Shard& s, size_t lo, size_t hi, const std::vector<uint32_t>* perm,
-                     uint64_t rng_step, Matrix& X, std::vector<uint64_t>* index) const;
+  void binarize_rows(const RowBlock& s, const std::vector<uint32_t>& local, uint64_t rng_step,
+                     Matrix& X, std::vector<uint64_t>* index) const;
   SgdHyper hyper_for_epoch(uint64_t epoch) const;
   CollectiveError diverged(uint64_t t, uint64_t epoch) const;
   void shuffle_for_epoch(uint64_t epoch);
-  double mean_free_energy(const Shard& s);
+  double mean_free_energy(const RowBlock& s, size_t m);
+  void read_data(const std::string& monitor_path);
   void save(uint64_t next_step, const std::string& why);
   void check_consistency(uint64_t t);
   bool live_progress() const;
@@ -108,22 +114,30 @@ class Trainer {
   void append_metrics(const std::string& line);
   void trim_metrics(uint64_t completed_epochs);
   void check_same_configuration() const;
+  void report_communication(uint64_t steps);
 
   MpiEnv env_;
   TrainConfig cfg_;
   std::string config_text_;
-  Shard train_, monitor_;
+  RowBlock train_, monitor_;   // this rank's virtual shards; its part of the monitor rows
+  VirtualShards shards_;
+  BatchRule rule_;
+  size_t monitor_rows_ = 0;    // min(--monitor-size, monitor set) over all ranks
   bool have_monitor_ = false;
   size_t V_ = 0, H_ = 0, Cg_ = 0;
   size_t steps_per_epoch_ = 0;
-  std::unique_ptr<NodeShared> shared_;  // the node's copy of theta, momentum and the sums
+  std::unique_ptr<NodeShared> shared_;
+  std::string layout_;         // ranks per node in rank order, e.g. "2+2" (rank 0 only)
+  int max_local_ = 0;          // ranks on the largest node (rank 0 only)  // the node's copy of theta, momentum and the sums
   Params theta_;               // parameters, shared per node         [W | b | c]
   float* momentum_ = nullptr;  // momentum, shared per node, same layout [W | b | c]
   Params grad_;                // this rank's gradient slot: g          [W | b | c]
   float* counters_ = nullptr;  // ... followed by its counters          [recon, n, stop]
   Matrix chains_;              // [V, C] this rank's persistent chains (PCD)
   std::vector<uint64_t> chain_index_;
-  std::vector<uint32_t> perm_; // this epoch's order of the local rows (shuffle)
+  std::vector<uint32_t> perm_; // this epoch's order of each owned shard's rows (local offsets)
+  mutable std::vector<uint32_t> batch_rows_;  // local rows of the current batch
+  mutable std::vector<ShardPos> batch_pos_;   // its positions in the epoch
   uint64_t perm_epoch_ = UINT64_MAX;
   CounterRng rng_;
   CdWorkspace ws_;
@@ -139,6 +153,8 @@ class Trainer {
   double best_pll_ = -HUGE_VAL;  // --keep-best
   uint64_t best_epoch_ = 0;
   double reduce_seconds_ = 0;  // time in the step's reduction (+ update, barriers) this epoch
+  double comm_seconds_ = 0;    // this run: a node leader waited for the cross-node reduction
+  double step_seconds_ = 0;    // this run: time in step()
 };
 
 }  // namespace rbm
