@@ -152,11 +152,11 @@ RowBlock read_row_block(const std::string& file, const std::string& path, size_t
       h5::Id mspace(H5Screate_simple(2, count, nullptr), H5Sclose);
       if (info.type == h5::Type::u8) {
         if (H5Dread(d, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, b.pixels.data()) < 0)
-          h5::fail(fmt(file, ": cannot read ", path, " rows ", r0, "-", r1 - 1));
+          h5::fail(fmt(file, ": cannot read ", path, " rows ", r0, "-", r1 - 1), exit_code::usage);
       } else {
         std::vector<float> tmp(n * info.dim);
         if (H5Dread(d, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, tmp.data()) < 0)
-          h5::fail(fmt(file, ": cannot read ", path, " rows ", r0, "-", r1 - 1));
+          h5::fail(fmt(file, ": cannot read ", path, " rows ", r0, "-", r1 - 1), exit_code::usage);
         for (size_t i = 0; i < tmp.size(); ++i) {
           float x = tmp[i];
           if (!(x >= 0.0f && x <= 1.0f))

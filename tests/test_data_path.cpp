@@ -82,7 +82,7 @@ TEST(DataPath, EachRankReadsOnlyItsShare) {
                                 ? "strace -ff -y -qq -e trace=read,pread64 -e signal=none -o " + trace + " "
                                 : "";
     RunResult r = run(pre + rbm_dist(np, "--data " + data + " --hidden 8 --epochs 1 --monitor-size 300"
-                                         " --checkpoint " + tmp / "m.h5"), 180);
+                                         " --force --checkpoint " + tmp / "m.h5"), 180);
     ASSERT_EQ(r.code, 0) << r.out << r.err;
     ReadLine rl = parse_read_line(r.out);
     ASSERT_GT(rl.max_mb, 0) << "no bytes-read report in: " << r.out;
