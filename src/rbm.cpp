@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "rbm/prof.hpp"
+
 namespace rbm {
 
 namespace {
@@ -26,13 +28,19 @@ Vector free_energy(const Params& p, const Eigen::Ref<const Matrix>& X) {
 }
 
 void hidden_probs(const Params& p, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> out) {
-  out.noalias() = p.W.transpose() * X;  // [H, V] x [V, B]
+  {
+    prof::Scope t(prof::gemm);
+    out.noalias() = p.W.transpose() * X;  // [H, V] x [V, B]
+  }
   out.colwise() += p.c;
   sigmoid_inplace(out);
 }
 
 void visible_probs(const Params& p, const Eigen::Ref<const Matrix>& Hs, Eigen::Ref<Matrix> out) {
-  out.noalias() = p.W * Hs;  // [V, H] x [H, B]
+  {
+    prof::Scope t(prof::gemm);
+    out.noalias() = p.W * Hs;  // [V, H] x [H, B]
+  }
   out.colwise() += p.b;
   sigmoid_inplace(out);
 }
@@ -51,6 +59,7 @@ void sample_bernoulli(const CounterRng& rng, Stream s, uint32_t sub, uint64_t st
 CdCounters cd_gradient(const Params& p, const CdConfig& cfg, const Eigen::Ref<const Matrix>& X,
                        const uint64_t* sample_index, Matrix* chains, const uint64_t* chain_index,
                        const CounterRng& rng, CdWorkspace& ws, Params grad) {
+  prof::Scope timed(prof::cd);
   const Eigen::Index V = p.V, H = p.H, B = X.cols();
   const Eigen::Index N = cfg.pcd ? chains->cols() : B;  // negative particles on this rank
   const double Ng = cfg.pcd ? static_cast<double>(cfg.Cg) : static_cast<double>(cfg.Bg);
@@ -82,9 +91,11 @@ CdCounters cd_gradient(const Params& p, const CdConfig& cfg, const Eigen::Ref<co
     }
   } else {
     // Reconstruction error of the data (a monitor only; costs one extra product).
-    ws.Vr.resize(V, B);
-    visible_probs(p, Hs, ws.Vr);
-    out.recon_sq = (X0 - ws.Vr).squaredNorm();
+    if (cfg.recon) {
+      ws.Vr.resize(V, B);
+      visible_probs(p, Hs, ws.Vr);
+      out.recon_sq = (X0 - ws.Vr).squaredNorm();
+    }
     // k full Gibbs sweeps of the persistent chains; the chain states stay binary.
     auto Hc = ws.Hs.leftCols(N);
     for (int t = 1; t <= cfg.k; ++t) {
@@ -103,7 +114,10 @@ CdCounters cd_gradient(const Params& p, const CdConfig& cfg, const Eigen::Ref<co
   const float sn = static_cast<float>(1.0 / Ng);
   H0 *= sp;
   Hneg *= -sn;
-  grad.W.noalias() = ws.A * ws.P.transpose();  // [V, B+N] x [B+N, H]
+  {
+    prof::Scope t(prof::gemm);
+    grad.W.noalias() = ws.A * ws.P.transpose();  // [V, B+N] x [B+N, H]
+  }
   grad.b = X0.rowwise().sum() * sp - Vneg.rowwise().sum() * sn;
   grad.c = ws.P.rowwise().sum();
   return out;

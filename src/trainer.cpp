@@ -80,7 +80,10 @@ po::options_description train_options(TrainConfig& c) {
       ("monitor-size", po::value(&c.monitor_size)->default_value(1000)->value_name("M"),
        "images of train and monitor data used for the free-energy monitor")
       ("progress", po::value(&c.progress)->default_value("auto")->value_name("WHEN"),
-       "live progress line: auto (when stdout is a terminal) | always | never");
+       "live progress line: auto (when stdout is a terminal) | always | never")
+      ("precision", po::value(&c.precision)->default_value("fp32")->value_name("P"),
+       "fp32 | bf16: inputs of the matrix products in bf16 (fp32 accumulation; weights, "
+       "momentum, update and checkpoints stay fp32); bf16 needs a CPU with AVX512_BF16 or AMX");
   return o;
 }
 
@@ -110,6 +113,10 @@ void validate(const TrainConfig& c) {
   if (c.checkpoint_every < 1) throw UsageError("--checkpoint-every 0: must be at least 1");
   if (!c.pcd && c.chains != 0) throw UsageError("--chains is only used with --pcd");
   if (c.node_size < 0) throw UsageError(fmt("--node-size ", c.node_size, ": must be >= 0"));
+  if (parse_precision(c.precision) == Precision::bf16 && !bf16::cpu_has_native_bf16())
+    throw UsageError(fmt("--precision bf16: this CPU has no native bf16 unit (AVX512_BF16 or "
+                         "AMX-BF16; found ", bf16::native_bf16_name(),
+                         "), where bf16 would run slower than fp32: use --precision fp32"));
 }
 
 // ---------------------------------------------------------------------------
@@ -204,8 +211,11 @@ void Trainer::setup() {
   }
   cfg_.monitor_path = mpath;
 
+  prec_ = parse_precision(cfg_.precision);
   try {
-    shared_ = std::make_unique<NodeShared>(Params::count(V_, H_), kCounters, cfg_.node_size);
+    // With bf16 the node also shares the bf16 copy of W that the update pass writes.
+    shared_ = std::make_unique<NodeShared>(Params::count(V_, H_), kCounters, cfg_.node_size,
+                                           prec_ == Precision::bf16 ? V_ * H_ : 0);
   } catch (const NodeShared::OutOfMemory& e) {
     throw CollectiveError(fmt("cannot allocate ", e.bytes >> 20, " MB for a ", V_, "x", H_,
                               " model: out of memory (", NodeShared::available_memory_bytes() >> 20,
@@ -227,6 +237,13 @@ void Trainer::setup() {
     resume_from(cfg_.resume);
   else
     init_params();
+  if (prec_ == Precision::bf16) {  // the first bf16 copy of W: each rank its segment
+    const size_t nW = V_ * H_, a = std::min(shared_->segment_begin(), nW),
+                 b = std::min(shared_->segment_end(), nW);
+    if (b > a) bf16::to_bf16(theta_.data() + a, shared_->w16() + a, b - a);
+    shared_->barrier();
+    ws_.w_shared = shared_->w16();
+  }
 }
 
 /// Every rank must run with rank 0's effective configuration: an MPMD launch or a
@@ -393,10 +410,22 @@ bool Trainer::step(uint64_t t) {
   const size_t Bg = std::min(cfg_.batch, train_.layout.n - s * cfg_.batch);
 
   load_batch(t, X_, index_);  // X_ [V, B]: this rank's part of global batch s
-  const CdConfig cd{cfg_.cd_k, cfg_.pcd, t, Bg, std::max<size_t>(Cg_, 1)};
-  const CdCounters cnt = cd_gradient(theta_, cd, X_, index_.data(), cfg_.pcd ? &chains_ : nullptr,
-                                     chain_index_.data(), rng_, ws_, grad_);  // grad_ = g
-  counters_[kReconSq] = static_cast<float>(cnt.recon_sq);
+  // PCD's reconstruction error costs an extra product p(v|h0): it is measured on every
+  // kPcdReconEvery-th step of the epoch and weighted by the samples of the steps it
+  // stands for (the rest of its group), so the epoch's mean keeps its denominator.
+  constexpr uint64_t kPcdReconEvery = 10;
+  const bool recon = !cfg_.pcd || s % kPcdReconEvery == 0;
+  const CdConfig cd{cfg_.cd_k, cfg_.pcd, t, Bg, std::max<size_t>(Cg_, 1), recon};
+  const CdCounters cnt =
+      cd_gradient_prec(prec_, theta_, cd, X_, index_.data(), cfg_.pcd ? &chains_ : nullptr,
+                       chain_index_.data(), rng_, ws_, grad_);  // grad_ = g
+  double recon_weight = 1.0;
+  if (cfg_.pcd && recon) {
+    const size_t n = train_.layout.n, g0 = s * cfg_.batch;
+    const size_t g1 = std::min<size_t>(n, (s + kPcdReconEvery) * cfg_.batch);
+    recon_weight = static_cast<double>(g1 - g0) / static_cast<double>(Bg);
+  }
+  counters_[kReconSq] = static_cast<float>(cnt.recon_sq * recon_weight);
   counters_[kSamples] = static_cast<float>(X_.cols());
   counters_[kStop] = g_stop_signal ? 1.0f : 0.0f;
 
@@ -404,9 +433,10 @@ bool Trainer::step(uint64_t t) {
   // its segment of the node's parameters: m = mu m + lr (g - wd W); theta += m.
   const SgdHyper hyper = hyper_for_epoch(epoch);
   const double tc = now();
-  const uint32_t nonfinite = shared_->reduce([&](size_t a, size_t b, const float* g) {
-    return sgd_momentum_update(theta_.data(), momentum_, g, hyper, a, b);
-  });
+  const uint32_t nonfinite =
+      shared_->reduce([&](size_t a, size_t b, const float* const* g, int ng) {
+        return fused_update(theta_.data(), momentum_, g, ng, hyper, a, b, shared_->w16());
+      });
   reduce_seconds_ += now() - tc;
   if (nonfinite) throw diverged(t, epoch);
 

@@ -24,6 +24,7 @@
 #include "rbm/mpi_env.hpp"
 #include "rbm/node_shared.hpp"
 #include "rbm/rbm.hpp"
+#include "rbm/rbm_bf16.hpp"
 
 namespace rbm {
 
@@ -39,6 +40,7 @@ struct TrainConfig {
   uint64_t seed = 1;
   size_t checkpoint_every = 1, check_consistency = 100;
   int node_size = 0;
+  std::string precision = "fp32";  ///< fp32 | bf16 (products only; see rbm_bf16.hpp)
 };
 
 /// The one declaration of rbm_dist's options (feeds --help, --config, the README
@@ -112,7 +114,8 @@ class Trainer {
   std::vector<uint32_t> perm_; // this epoch's order of the local rows (shuffle)
   uint64_t perm_epoch_ = UINT64_MAX;
   CounterRng rng_;
-  CdWorkspace ws_;
+  Precision prec_ = Precision::fp32;
+  CdBf16Workspace ws_;         // cd_gradient's buffers (+ the bf16 ones with --precision bf16)
   Matrix X_;
   std::vector<uint64_t> index_;
   Binarizer binarizer_;        // pixels -> visible values (binarize.hpp)
