@@ -208,6 +208,14 @@ NodeShared::~NodeShared() {
   // MPI_Abort, or an error every rank raised) leave it to MPI_Finalize/MPI_Abort.
   if (std::uncaught_exceptions() > 0) return;
   if (win_ != MPI_WIN_NULL) {
+    // Release this process's liveness mutex first: it is on glibc's per-thread list of
+    // held robust mutexes, linked through the mutexes themselves, and the next robust
+    // lock (a later NodeShared in the same process: rbm_bench's shapes) would write
+    // into this window after it is unmapped (segfault).
+    if (sync_) {
+      MPI_Barrier(node_);  // nobody may see this rank as dead while it leaves
+      pthread_mutex_unlock(&sync_->alive[local_rank_]);
+    }
     MPI_Win_unlock_all(win_);
     MPI_Win_free(&win_);
   }
