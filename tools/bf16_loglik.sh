@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # tools/bf16_loglik.sh — does bf16 training cost model quality? Trains 784x500 CD-1
 # RBMs on Fashion-MNIST (or the MNIST folder given as $1) with --precision fp32 and
-# bf16 from the same seed, plus fp32 from a second seed (the seed-to-seed spread, the
-# "noise" a precision difference is compared with), and scores each by AIS test
+# bf16 from the same seeds 1 and 2 (the seed-to-seed spread is the "noise" a precision
+# difference is compared with), and scores each by AIS test
 # log-likelihood (rbm_eval loglik, test images binarised stochastically with seed 1).
 #
 #   bash tools/bf16_loglik.sh [MNIST_DIR]    (env: RBM_NP=2, EPOCHS=5, AIS_RUNS=300)
@@ -23,7 +23,7 @@ B="$RBM_BUILD"
 common=(--hidden 500 --epochs "$epochs" --batch-size 100 --binarize stochastic --progress never)
 echo "| model | precision | seed | samples/s (last epoch) | test log-lik (AIS, nats) | log Z ± 3 s.e. | ESS (of $runs) |"
 echo "|---|---|---|---|---|---|---|"
-for cfg in "fp32-s1:fp32:1" "bf16-s1:bf16:1" "fp32-s2:fp32:2"; do
+for cfg in "fp32-s1:fp32:1" "bf16-s1:bf16:1" "fp32-s2:fp32:2" "bf16-s2:bf16:2"; do
   IFS=: read -r name prec seed <<<"$cfg"
   [ -f "$out/$name.h5" ] || mpirun -np "$np" "$B/rbm_dist" --data "$data" "${common[@]}" \
     --precision "$prec" --seed "$seed" --checkpoint "$out/$name.h5" >"$out/$name.log"
