@@ -424,3 +424,41 @@ TEST(Learning, ReconstructionFallsOverTheFirstEpochOnFashionMnist) {
   }
 }
 
+
+// ---------------------------------------------------------------------------
+// 7. rbm_bench: a sweep over shapes and precisions, one row each, a summary line.
+// ---------------------------------------------------------------------------
+TEST(Bench, SweepRowsSummaryAndExitCodes) {
+  TempDir tmp;
+  const std::string data = tmp / "bars.h5";
+  write_bars(data, 480, 0);
+  const bool bf16 = bf16::cpu_has_native_bf16();
+  const std::string args = " --data " + data + " --shapes 16x20,24x48 --steps 5 --warmup 2" +
+                           " --gemm-seconds 0.02 --precision " + (bf16 ? "fp32,bf16" : "fp32");
+  for (int np : {1, 2}) {
+    RunResult r = run(mpirun(np) + bin("rbm_bench") + args, 120);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    size_t rows = 0;
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty() && line[0] != '#') {
+        ++rows;
+        EXPECT_NE(line.find(" OK"), std::string::npos) << line;
+      }
+    EXPECT_EQ(rows, bf16 ? 4u : 2u) << r.out;
+    EXPECT_NE(r.out.find("# summary: " + std::to_string(rows) + " rows, " + std::to_string(np) +
+                         " rank(s)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("#wrong 0;"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("check: all OK"), std::string::npos) << r.out;
+    // per-rank batch column: 48 over np ranks
+    EXPECT_TRUE(std::regex_search(r.out, std::regex(" +" + std::to_string(np) +
+                                                    " fp32 +24 +48 +" + std::to_string(48 / np) + " ")))
+        << r.out;
+  }
+  RunResult f = run("RBM_FAKE_NO_BF16=1 " + bin("rbm_bench") + " --data " + data +
+                    " --precision bf16 --steps 1", 60);
+  EXPECT_EQ(f.code, exit_code::usage) << f.err;
+  EXPECT_NE(f.err.find("--precision bf16: this CPU has no native bf16"), std::string::npos) << f.err;
+  RunResult p = run(bin("rbm_bench") + " --data " + data + " --precision fp16", 60);
+  EXPECT_EQ(p.code, exit_code::usage) << p.err;
+}
