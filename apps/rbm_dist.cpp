@@ -13,6 +13,8 @@
 #include "rbm/blas_backend.hpp"
 #include "rbm/checkpoint.hpp"
 #include "rbm/cli.hpp"
+#include "rbm/gemm_bf16.hpp"
+#include "rbm/rbm_bf16.hpp"
 #include "rbm/mpi_env.hpp"
 #include "rbm/paths.hpp"
 #include "rbm/trainer.hpp"
@@ -90,6 +92,7 @@ int main(int argc, char** argv) {
     if (env.root()) {
       std::printf("rbm_dist %s: %d %s, GEMM %s\n", RBM_VERSION, env.size,
                   env.size == 1 ? "rank" : "ranks", blas::describe().c_str());
+      std::printf("%s\n", precision_banner(parse_precision(cfg.precision)).c_str());
       std::printf("%s", cli::config_table(opts, parsed).c_str());
       std::fflush(stdout);
     }

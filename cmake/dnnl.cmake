@@ -29,3 +29,10 @@ target_link_libraries(rbm PUBLIC rbm_dnnl)
 add_executable(bench_bf16 ${CMAKE_CURRENT_LIST_DIR}/../apps/bench_bf16.cpp)
 target_link_libraries(bench_bf16 PRIVATE rbm)
 target_compile_options(bench_bf16 PRIVATE ${RBM_WARNINGS})
+
+# xcore_bw: read bandwidth of data another core has just written vs this core's own
+# (the cost behind two ranks' shared-memory reduction; README "Speed").
+find_package(Threads REQUIRED)
+add_executable(xcore_bw ${CMAKE_CURRENT_LIST_DIR}/../apps/xcore_bw.cpp)
+target_link_libraries(xcore_bw PRIVATE Threads::Threads)
+target_compile_options(xcore_bw PRIVATE -O3 -ffast-math -march=native)

@@ -25,6 +25,8 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "rbm/prof.hpp"
+
 namespace rbm::bf16 {
 
 // ---------------------------------------------------------------------------
@@ -66,9 +68,24 @@ const Bf16Features& features() {
 }
 }  // namespace
 
-bool cpu_has_native_bf16() { return features().avx512_bf16 || features().amx_bf16; }
+namespace {
+// Test hook: RBM_FAKE_NO_BF16=1 makes cpu_has_native_bf16() answer false, so the tests
+// can check what a CPU without native bf16 does (rbm_dist --precision bf16: exit 2).
+bool faked_no_bf16() {
+  static const bool fake = [] {
+    const char* e = std::getenv("RBM_FAKE_NO_BF16");
+    return e && e[0] == '1';
+  }();
+  return fake;
+}
+}  // namespace
+
+bool cpu_has_native_bf16() {
+  return !faked_no_bf16() && (features().avx512_bf16 || features().amx_bf16);
+}
 
 const char* native_bf16_name() {
+  if (faked_no_bf16()) return "none (RBM_FAKE_NO_BF16=1)";
   if (features().amx_bf16) return "AMX-BF16";
   if (features().avx512_bf16) return "AVX512_BF16";
   return "none";
@@ -251,6 +268,7 @@ Key make_key(Op ta, Op tb, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t
 
 void gemm(Op ta, Op tb, int64_t M, int64_t N, int64_t K, const bf16_t* A, int64_t lda,
           const bf16_t* B, int64_t ldb, float* C, int64_t ldc) {
+  prof::Scope timed(prof::gemm);
   Context& ctx = context();
   Entry& e = ctx.get(make_key(ta, tb, M, N, K, lda, ldb, ldc));
   // src = op(B)', weights = op(A)' (see the top of this file)

@@ -14,11 +14,14 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <vector>
+#include <immintrin.h>
 
 #include "rbm/errors.hpp"
+#include "rbm/prof.hpp"
 
 namespace rbm {
 
@@ -60,7 +63,7 @@ struct NodeShared::SyncWord {
 };
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "futex barrier needs lock-free atomics");
 
-NodeShared::NodeShared(size_t n_params, size_t n_extra, int group_size)
+NodeShared::NodeShared(size_t n_params, size_t n_extra, int group_size, size_t n_w16)
     : n_params_(n_params), n_(n_params + n_extra) {
   int world_rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
@@ -79,15 +82,16 @@ NodeShared::NodeShared(size_t n_params, size_t n_extra, int group_size)
   if (leaders_ != MPI_COMM_NULL) MPI_Comm_size(leaders_, &nodes_);
   MPI_Bcast(&nodes_, 1, MPI_INT, 0, node_);
 
-  // Layout (floats): theta | momentum | sum | L slots | L flags | barrier word, each block
-  // 64-byte aligned.
+  // Layout (floats): theta | momentum | sum | L slots | bf16 array | L flags | barrier
+  // word, each block 64-byte aligned.
   stride_ = round16(n_);
   const size_t np = round16(n_params_);
+  const size_t nw16 = round16((n_w16 + 1) / 2);  // floats holding n_w16 bf16 numbers
   const size_t nflags = round16(static_cast<size_t>(local_size_));
   // The window's base is only 8-byte aligned: 16 spare floats let the barrier word
   // start on a 64-byte boundary.
-  const size_t total = 2 * np + stride_ + static_cast<size_t>(local_size_) * stride_ + nflags +
-                       (sizeof(SyncWord) + 63) / sizeof(float) + 16;
+  const size_t total = 2 * np + stride_ + static_cast<size_t>(local_size_) * stride_ + nw16 +
+                       nflags + (sizeof(SyncWord) + 63) / sizeof(float) + 16;
   bytes_ = total * sizeof(float);
   // Enough memory on this node? (The kernel would hand out the window lazily and kill
   // the job at first touch instead of failing the allocation.) Every rank agrees.
@@ -121,36 +125,66 @@ NodeShared::NodeShared(size_t n_params, size_t n_extra, int group_size)
   sum_ = momentum_ + np;
   slots_ = sum_ + stride_;
   grad_slot_ = slots_ + static_cast<size_t>(local_rank_) * stride_;
-  flags_ = reinterpret_cast<uint32_t*>(slots_ + static_cast<size_t>(local_size_) * stride_);
+  float* w16_area = slots_ + static_cast<size_t>(local_size_) * stride_;
+  w16_ = n_w16 ? reinterpret_cast<uint16_t*>(w16_area) : nullptr;
+  flags_ = reinterpret_cast<uint32_t*>(w16_area + nw16);
   {
-    auto at = reinterpret_cast<uintptr_t>(slots_ + static_cast<size_t>(local_size_) * stride_ + nflags);
+    auto at = reinterpret_cast<uintptr_t>(w16_area + nw16 + nflags);
     sync_ = reinterpret_cast<SyncWord*>((at + 63) / 64 * 64);
   }
-  MPI_Win_lock_all(MPI_MODE_NOCHECK, win_);
-  if (local_size_ > kMaxLocalRanks)
-    throw Error(fmt(local_size_, " ranks on one host; at most ", kMaxLocalRanks,
-                    " share a model (use --node-size)"));
-  if (local_rank_ == 0) {
-    std::fill(base, reinterpret_cast<float*>(sync_), 0.0f);
-    new (sync_) SyncWord{};
-    for (int k = 0; k < local_size_; ++k) liveness::init(&sync_->alive[k]);
-  }
-  MPI_Win_sync(win_);
-  MPI_Barrier(node_);
-  liveness::hold(&sync_->alive[local_rank_]);  // until this process ends
-  // Ranks that each have a core may poll briefly before sleeping; oversubscribed
-  // ranks (more local ranks than CPUs this process may run on) sleep at once.
-  cpu_set_t cpus;
-  int ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
-  spin_ = local_size_ <= ncpu ? 20000 : 0;
-  MPI_Win_sync(win_);
-  MPI_Barrier(node_);
-  MPI_Win_sync(win_);
+  slot_ptrs_.resize(static_cast<size_t>(local_size_));
+  for (int k = 0; k < local_size_; ++k)
+    slot_ptrs_[static_cast<size_t>(k)] = slots_ + static_cast<size_t>(k) * stride_;
   // This rank's segment of the buffer: equal parts, boundaries on 16 floats.
   const size_t per = round16((n_ + static_cast<size_t>(local_size_) - 1) /
                              static_cast<size_t>(local_size_));
   seg_a_ = std::min(n_, per * static_cast<size_t>(local_rank_));
   seg_b_ = std::min(n_, seg_a_ + per);
+  MPI_Win_lock_all(MPI_MODE_NOCHECK, win_);
+  if (local_size_ > kMaxLocalRanks)
+    throw Error(fmt(local_size_, " ranks on one host; at most ", kMaxLocalRanks,
+                    " share a model (use --node-size)"));
+  // First touch: every rank zeroes (and so places, on a NUMA machine, near its own
+  // core) what it writes every step: its gradient slot and its segment of theta,
+  // momentum, the sums and the bf16 array; the leader zeroes the rest (padding, flags).
+  {
+    const size_t a = seg_a_, b = seg_b_, pa = std::min(a, n_params_), pb = std::min(b, n_params_);
+    std::fill(theta_ + pa, theta_ + pb, 0.0f);
+    std::fill(momentum_ + pa, momentum_ + pb, 0.0f);
+    std::fill(sum_ + a, sum_ + b, 0.0f);
+    std::fill(grad_slot_, grad_slot_ + stride_, 0.0f);
+    if (w16_) {
+      const size_t wa = std::min(a, n_w16), wb = std::min(b, n_w16);
+      std::fill(w16_ + wa, w16_ + wb, uint16_t{0});
+    }
+    if (local_rank_ == 0) {
+      std::fill(theta_ + n_params_, theta_ + np, 0.0f);
+      std::fill(momentum_ + n_params_, momentum_ + np, 0.0f);
+      std::fill(sum_ + n_, sum_ + stride_, 0.0f);
+      if (w16_) std::fill(w16_ + n_w16, reinterpret_cast<uint16_t*>(flags_), uint16_t{0});
+      std::fill(reinterpret_cast<float*>(flags_), reinterpret_cast<float*>(sync_), 0.0f);
+      new (sync_) SyncWord{};
+      for (int k = 0; k < local_size_; ++k) liveness::init(&sync_->alive[k]);
+    }
+  }
+  MPI_Win_sync(win_);
+  MPI_Barrier(node_);
+  liveness::hold(&sync_->alive[local_rank_]);  // until this process ends
+  // Ranks that each have a CPU poll for a bounded time before sleeping; when the
+  // node's ranks outnumber the CPUs they may run on together (the union of their
+  // affinity masks: mpirun binds each rank to ONE core, so a rank's own mask says
+  // nothing), they sleep at once.
+  {
+    cpu_set_t mine, all;
+    CPU_ZERO(&mine);
+    if (sched_getaffinity(0, sizeof mine, &mine) != 0) CPU_SET(0, &mine);
+    MPI_Allreduce(&mine, &all, static_cast<int>(sizeof(cpu_set_t)), MPI_BYTE, MPI_BOR, node_);
+    spin_us_ = local_size_ <= CPU_COUNT(&all) ? 30.0 : 0.0;
+    if (const char* e = std::getenv("RBM_BARRIER_SPIN_US"); e && *e) spin_us_ = std::atof(e);
+  }
+  MPI_Win_sync(win_);
+  MPI_Barrier(node_);
+  MPI_Win_sync(win_);
 }
 
 NodeShared::OutOfMemory::OutOfMemory(size_t n_bytes)
@@ -187,6 +221,14 @@ NodeShared::~NodeShared() {
   // MPI_Abort, or an error every rank raised) leave it to MPI_Finalize/MPI_Abort.
   if (std::uncaught_exceptions() > 0) return;
   if (win_ != MPI_WIN_NULL) {
+    // Release this process's liveness mutex first: it is on glibc's per-thread list of
+    // held robust mutexes, linked through the mutexes themselves, and the next robust
+    // lock (a later NodeShared in the same process: rbm_bench's shapes) would write
+    // into this window after it is unmapped (segfault).
+    if (sync_) {
+      MPI_Barrier(node_);  // nobody may see this rank as dead while it leaves
+      pthread_mutex_unlock(&sync_->alive[local_rank_]);
+    }
     MPI_Win_unlock_all(win_);
     MPI_Win_free(&win_);
   }
@@ -206,8 +248,15 @@ void NodeShared::barrier() const {
     futex_wake_all(&sync_->generation);
     return;
   }
-  for (int i = 0; i < spin_; ++i)
-    if (sync_->generation.load(std::memory_order_acquire) != gen) return;
+  if (spin_us_ > 0) {  // bounded polling: the others usually arrive within microseconds
+    const double until = prof::now() + 1e-6 * spin_us_;
+    do {
+      for (int i = 0; i < 64; ++i) {
+        if (sync_->generation.load(std::memory_order_acquire) != gen) return;
+        _mm_pause();
+      }
+    } while (prof::now() < until);
+  }
   // Sleep; every half second make sure no rank of this node has died (then the
   // barrier would never open: end the job instead, with MPI_Abort via the caller).
   const timespec half_second{0, 500000000};
@@ -220,31 +269,56 @@ void NodeShared::barrier() const {
   }
 }
 
-uint32_t NodeShared::reduce(
-    const std::function<uint32_t(size_t, size_t, const float*)>& update) {
-  barrier();  // 1. all slots written
-  // 2. my segment of the sum, slots added in a fixed order
+uint32_t NodeShared::reduce(const Update& update) {
+  {
+    prof::Scope w(prof::wait);
+    barrier();  // 1. all slots written
+  }
   const size_t a = seg_a_, b = seg_b_;
-  if (b > a) {
-    std::copy(slots_ + a, slots_ + b, sum_ + a);
-    for (int k = 1; k < local_size_; ++k) {
-      const float* s = slots_ + static_cast<size_t>(k) * stride_;
-      for (size_t i = a; i < b; ++i) sum_[i] += s[i];
-    }
-  }
-  if (nodes_ > 1) {  // 3. one MPI_Allreduce of the fused buffer across the nodes
-    barrier();
-    if (leaders_ != MPI_COMM_NULL) {
-      const double t0 = MPI_Wtime();
-      MPI_Allreduce(MPI_IN_PLACE, sum_, static_cast<int>(n_), MPI_FLOAT, MPI_SUM, leaders_);
-      comm_seconds_ += MPI_Wtime() - t0;
-    }
-    barrier();
-  }
-  // 4. my segment of the update (parameters only, not the counters)
   const size_t ua = std::min(a, n_params_), ub = std::min(b, n_params_);
-  flags_[local_rank_] = ub > ua ? update(ua, ub, sum_) : 0u;
-  barrier();  // 5. new theta and all sums visible
+  const int L = local_size_;
+  uint32_t flag = 0;
+  if (nodes_ == 1) {
+    // 2. fused: the counters of my segment are summed into `sum`; the parameters of my
+    // segment are updated straight from the slots (summed in slot order, in cache).
+    prof::Scope u(prof::update);
+    for (size_t i = std::max(a, n_params_); i < b; ++i) {
+      float s = slots_[i];
+      for (int k = 1; k < L; ++k) s += slots_[static_cast<size_t>(k) * stride_ + i];
+      sum_[i] = s;
+    }
+    flag = ub > ua ? update(ua, ub, slot_ptrs_.data(), L) : 0u;
+  } else {
+    {  // 2. my segment of the sum, slots added in a fixed order
+      prof::Scope u(prof::update);
+      if (b > a) {
+        std::copy(slots_ + a, slots_ + b, sum_ + a);
+        for (int k = 1; k < L; ++k) {
+          const float* s = slots_ + static_cast<size_t>(k) * stride_;
+          for (size_t i = a; i < b; ++i) sum_[i] += s[i];
+        }
+      }
+    }
+    {  // 3. one MPI_Allreduce of the fused buffer across the nodes
+      prof::Scope w(prof::wait);
+      barrier();
+      if (leaders_ != MPI_COMM_NULL) {
+        const double t0 = MPI_Wtime();
+        MPI_Allreduce(MPI_IN_PLACE, sum_, static_cast<int>(n_), MPI_FLOAT, MPI_SUM, leaders_);
+        comm_seconds_ += MPI_Wtime() - t0;
+      }
+      barrier();
+    }
+    // 4. my segment of the update (parameters only, not the counters)
+    prof::Scope u(prof::update);
+    const float* g = sum_;
+    flag = ub > ua ? update(ua, ub, &g, 1) : 0u;
+  }
+  flags_[local_rank_] = flag;
+  {
+    prof::Scope w(prof::wait);
+    barrier();  // 5. new theta and the counters visible
+  }
   uint32_t any = 0;
   for (int k = 0; k < local_size_; ++k) any |= flags_[k];
   return any;
@@ -253,7 +327,7 @@ uint32_t NodeShared::reduce(
 uint32_t NodeShared::reduce_overlapped(
     size_t buckets, const std::function<std::pair<size_t, size_t>(size_t)>& bucket,
     const std::function<void(size_t)>& produce,
-    const std::function<uint32_t(size_t, size_t, const float*)>& update) {
+    const Update& update) {
   if (nodes_ == 1) {  // nothing to overlap with: produce everything, then reduce()
     for (size_t j = 1; j < buckets; ++j) produce(j);
     return reduce(update);
@@ -293,7 +367,8 @@ uint32_t NodeShared::reduce_overlapped(
   }
   barrier();  // every node's sums complete
   const size_t ua = std::min(seg_a_, n_params_), ub = std::min(seg_b_, n_params_);
-  flags_[local_rank_] = ub > ua ? update(ua, ub, sum_) : 0u;
+  const float* g = sum_;
+  flags_[local_rank_] = ub > ua ? update(ua, ub, &g, 1) : 0u;
   barrier();  // new theta and all sums visible
   uint32_t any = 0;
   for (int k = 0; k < local_size_; ++k) any |= flags_[k];

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "rbm/prof.hpp"
+
 namespace rbm {
 
 namespace {
@@ -26,13 +28,19 @@ Vector free_energy(const Params& p, const Eigen::Ref<const Matrix>& X) {
 }
 
 void hidden_probs(const Params& p, const Eigen::Ref<const Matrix>& X, Eigen::Ref<Matrix> out) {
-  out.noalias() = p.W.transpose() * X;  // [H, V] x [V, B]
+  {
+    prof::Scope t(prof::gemm);
+    out.noalias() = p.W.transpose() * X;  // [H, V] x [V, B]
+  }
   out.colwise() += p.c;
   sigmoid_inplace(out);
 }
 
 void visible_probs(const Params& p, const Eigen::Ref<const Matrix>& Hs, Eigen::Ref<Matrix> out) {
-  out.noalias() = p.W * Hs;  // [V, H] x [H, B]
+  {
+    prof::Scope t(prof::gemm);
+    out.noalias() = p.W * Hs;  // [V, H] x [H, B]
+  }
   out.colwise() += p.b;
   sigmoid_inplace(out);
 }
@@ -51,6 +59,7 @@ void sample_bernoulli(const CounterRng& rng, Stream s, uint32_t sub, uint64_t st
 CdCounters cd_gradient(const Params& p, const CdConfig& cfg, const Eigen::Ref<const Matrix>& X,
                        const uint64_t* sample_index, Matrix* chains, const uint64_t* chain_index,
                        const CounterRng& rng, CdWorkspace& ws, Params grad) {
+  prof::Scope timed(prof::cd);
   const CdCounters out = cd_statistics(p, cfg, X, sample_index, chains, chain_index, rng, ws, grad);
   cd_weight_rows(ws, grad, 0, p.V);
   return out;
@@ -98,9 +107,11 @@ CdCounters cd_statistics(const Params& p, const CdConfig& cfg, const Eigen::Ref<
     }
   } else {
     // Reconstruction error of the data (a monitor only; costs one extra product).
-    ws.Vr.resize(V, B);
-    visible_probs(p, Hs, ws.Vr);
-    out.recon_sq = (X0 - ws.Vr).squaredNorm();
+    if (cfg.recon) {
+      ws.Vr.resize(V, B);
+      visible_probs(p, Hs, ws.Vr);
+      out.recon_sq = (X0 - ws.Vr).squaredNorm();
+    }
     // k full Gibbs sweeps of the persistent chains; the chain states stay binary.
     auto Hc = ws.Hs.leftCols(N);
     for (int t = 1; t <= cfg.k; ++t) {

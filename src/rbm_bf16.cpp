@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "rbm/errors.hpp"
+#include "rbm/prof.hpp"
 
 namespace rbm {
 
@@ -66,10 +67,17 @@ Precision parse_precision(const std::string& s) {
 
 const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
 
+std::string precision_banner(Precision p) {
+  if (p == Precision::bf16) return "precision bf16: products in " + bf16::describe();
+  return std::string("precision fp32: products in fp32 (CPU bf16: ") + bf16::native_bf16_name() +
+         (bf16::cpu_has_native_bf16() ? ", unused; --precision bf16 uses it)" : ")");
+}
+
 CdCounters cd_gradient_bf16(const Params& p, const CdConfig& cfg,
                             const Eigen::Ref<const Matrix>& X, const uint64_t* sample_index,
                             Matrix* chains, const uint64_t* chain_index, const CounterRng& rng,
                             CdBf16Workspace& wsb, Params grad) {
+  prof::Scope timed(prof::cd);
   if (!bf16::cpu_has_native_bf16())
     throw std::runtime_error("cd_gradient_bf16: this CPU has no native bf16 (AVX512_BF16 or AMX-BF16)");
   CdWorkspace& ws = wsb.f32;
@@ -79,13 +87,14 @@ CdCounters cd_gradient_bf16(const Params& p, const CdConfig& cfg,
   ws.A.resize(V, B + N);
   ws.P.resize(H, B + N);
   ws.Hs.resize(H, std::max(B, N));
-  bf16_t* Wb = wsb.Wb.reserve(static_cast<size_t>(V * H));
+  bf16_t* Wb = wsb.w_shared ? const_cast<bf16_t*>(wsb.w_shared)
+                            : wsb.Wb.reserve(static_cast<size_t>(V * H));
   bf16_t* Ab = wsb.Ab.reserve(static_cast<size_t>(V * (B + N)));
   bf16_t* Pb = wsb.Pb.reserve(static_cast<size_t>(H * (B + N)));
   bf16_t* Hb = wsb.Hb.reserve(static_cast<size_t>(H * std::max(B, N)));
   bf16_t* X0b = Ab;               // [V, B]
   bf16_t* Vnegb = Ab + V * B;     // [V, N]
-  if (!wsb.w_is_current) bf16::to_bf16(p.W.data(), Wb, static_cast<size_t>(V * H));
+  if (!wsb.w_shared && !wsb.w_is_current) bf16::to_bf16(p.W.data(), Wb, static_cast<size_t>(V * H));
   wsb.w_is_current = false;  // valid for this call only: p.W may change before the next
 
   auto X0 = ws.A.leftCols(B), Vneg = ws.A.rightCols(N);  // [V, B], [V, N]
@@ -121,10 +130,12 @@ CdCounters cd_gradient_bf16(const Params& p, const CdConfig& cfg,
     }
   } else {
     // Reconstruction error of the data (a monitor only; costs one extra product).
-    ws.Vr.resize(V, B);
-    round_block(Hs, Hb);
-    visible_probs_b(p, Wb, Hb, ws.Vr);
-    out.recon_sq = (X0 - ws.Vr).squaredNorm();
+    if (cfg.recon) {
+      ws.Vr.resize(V, B);
+      round_block(Hs, Hb);
+      visible_probs_b(p, Wb, Hb, ws.Vr);
+      out.recon_sq = (X0 - ws.Vr).squaredNorm();
+    }
     // k full Gibbs sweeps of the persistent chains; the chain states stay binary,
     // so their bf16 copies (built in the right block of Ab) are exact.
     auto Hc = ws.Hs.leftCols(N);
@@ -153,6 +164,36 @@ CdCounters cd_gradient_bf16(const Params& p, const CdConfig& cfg,
   grad.b = X0.rowwise().sum() * sp - Vneg.rowwise().sum() * sn;
   grad.c = ws.P.rowwise().sum();
   return out;
+}
+
+uint32_t fused_update(float* theta, float* momentum, const float* const* g, int ng,
+                      const SgdHyper& h, size_t a, size_t b, bf16_t* w16) {
+  constexpr size_t kBlock = 2048;  // 8 KB per array: slots + theta + momentum stay in L1/L2
+  alignas(64) float sum[kBlock];
+  uint32_t nonfinite = 0;
+  for (size_t first = a; first < b; first += kBlock) {
+    const size_t last = std::min(b, first + kBlock), n = last - first;
+    // sgd_momentum_update on the block, re-based to index 0 (weights below n_weights)
+    SgdHyper hb = h;
+    hb.n_weights = h.n_weights > first ? h.n_weights - first : 0;
+    if (ng == 1) {
+      nonfinite |= sgd_momentum_update(theta + first, momentum + first, g[0] + first, hb, 0, n);
+    } else {
+      {
+        const float* __restrict s0 = g[0] + first;
+        const float* __restrict s1 = g[1] + first;
+        for (size_t i = 0; i < n; ++i) sum[i] = s0[i] + s1[i];
+      }
+      for (int k = 2; k < ng; ++k) {
+        const float* __restrict sk = g[k] + first;
+        for (size_t i = 0; i < n; ++i) sum[i] += sk[i];
+      }
+      nonfinite |= sgd_momentum_update(theta + first, momentum + first, sum, hb, 0, n);
+    }
+    if (w16 && first < h.n_weights)
+      bf16::to_bf16(theta + first, w16 + first, std::min(last, h.n_weights) - first);
+  }
+  return nonfinite;
 }
 
 CdCounters cd_gradient_prec(Precision prec, const Params& p, const CdConfig& cfg,

@@ -106,7 +106,10 @@ po::options_description train_options(TrainConfig& c) {
       ("monitor-size", po::value(&c.monitor_size)->default_value(1000)->value_name("M"),
        "images of train and monitor data used for the free-energy monitor")
       ("progress", po::value(&c.progress)->default_value("auto")->value_name("WHEN"),
-       "live progress line: auto (when stdout is a terminal) | always | never");
+       "live progress line: auto (when stdout is a terminal) | always | never")
+      ("precision", po::value(&c.precision)->default_value("fp32")->value_name("P"),
+       "fp32 | bf16: inputs of the matrix products in bf16 (fp32 accumulation; weights, "
+       "momentum, update and checkpoints stay fp32); bf16 needs a CPU with AVX512_BF16 or AMX");
   return o;
 }
 
@@ -146,6 +149,10 @@ void validate(const TrainConfig& c) {
     throw UsageError(fmt("--shards ", c.shards, ": must be between 1 and 2^31"));
   if (c.overlap != "on" && c.overlap != "off")
     throw UsageError("--overlap " + c.overlap + ": use on or off");
+  if (parse_precision(c.precision) == Precision::bf16 && !bf16::cpu_has_native_bf16())
+    throw UsageError(fmt("--precision bf16: this CPU has no native bf16 unit (AVX512_BF16 or "
+                         "AMX-BF16; found ", bf16::native_bf16_name(),
+                         "), where bf16 would run slower than fp32: use --precision fp32"));
 }
 
 // ---------------------------------------------------------------------------
@@ -267,8 +274,11 @@ void Trainer::setup() {
                 "setting by it (mnist2h5 keeps a validation split by default)\n",
                 cfg_.data.c_str());
 
+  prec_ = parse_precision(cfg_.precision);
   try {
-    shared_ = std::make_unique<NodeShared>(Params::count(V_, H_), kCounters, cfg_.node_size);
+    // With bf16 the node also shares the bf16 copy of W that the update pass writes.
+    shared_ = std::make_unique<NodeShared>(Params::count(V_, H_), kCounters, cfg_.node_size,
+                                           prec_ == Precision::bf16 ? V_ * H_ : 0);
   } catch (const NodeShared::OutOfMemory& e) {
     throw CollectiveError(fmt("cannot allocate ", e.bytes >> 20, " MB for a ", V_, "x", H_,
                               " model: out of memory (", NodeShared::available_memory_bytes() >> 20,
@@ -302,6 +312,13 @@ void Trainer::setup() {
     init_from_model(cfg_.init_from);
   else
     init_params();
+  if (prec_ == Precision::bf16) {  // the first bf16 copy of W: each rank its segment
+    const size_t nW = V_ * H_, a = std::min(shared_->segment_begin(), nW),
+                 b = std::min(shared_->segment_end(), nW);
+    if (b > a) bf16::to_bf16(theta_.data() + a, shared_->w16() + a, b - a);
+    shared_->barrier();
+    ws_.w_shared = shared_->w16();
+  }
 }
 
 /// Every rank must run with rank 0's effective configuration: an MPMD launch or a
@@ -574,23 +591,34 @@ bool Trainer::step(uint64_t t) {
   const size_t Bg = std::min(cfg_.batch, train_.total - s * cfg_.batch);
 
   load_batch(t, X_, index_);  // X_ [V, B]: this rank's part of global batch s
-  const CdConfig cd{cfg_.cd_k, cfg_.pcd, t, Bg, std::max<size_t>(Cg_, 1)};
-  const bool overlap = cfg_.overlap == "on" && shared_->nodes() > 1;
-  // grad_ = g (with --overlap on across nodes, the weight rows come bucket by bucket below)
+  // PCD's reconstruction error costs an extra product p(v|h0): it is measured on every
+  // kPcdReconEvery-th step of the epoch and weighted by the samples of the steps it
+  // stands for (the rest of its group), so the epoch's mean keeps its denominator.
+  constexpr uint64_t kPcdReconEvery = 10;
+  const bool recon = !cfg_.pcd || s % kPcdReconEvery == 0;
+  const CdConfig cd{cfg_.cd_k, cfg_.pcd, t, Bg, std::max<size_t>(Cg_, 1), recon};
+  // --overlap on across nodes (fp32): the weight rows come bucket by bucket below.
+  const bool overlap = cfg_.overlap == "on" && shared_->nodes() > 1 && prec_ == Precision::fp32;
   const CdCounters cnt =
       overlap ? cd_statistics(theta_, cd, X_, index_.data(), cfg_.pcd ? &chains_ : nullptr,
-                              chain_index_.data(), rng_, ws_, grad_)
-              : cd_gradient(theta_, cd, X_, index_.data(), cfg_.pcd ? &chains_ : nullptr,
-                            chain_index_.data(), rng_, ws_, grad_);
-  counters_[kReconSq] = static_cast<float>(cnt.recon_sq);
+                              chain_index_.data(), rng_, ws_.f32, grad_)
+              : cd_gradient_prec(prec_, theta_, cd, X_, index_.data(), cfg_.pcd ? &chains_ : nullptr,
+                                 chain_index_.data(), rng_, ws_, grad_);  // grad_ = g
+  double recon_weight = 1.0;
+  if (cfg_.pcd && recon) {
+    const size_t n = train_.total, g0 = s * cfg_.batch;
+    const size_t g1 = std::min<size_t>(n, (s + kPcdReconEvery) * cfg_.batch);
+    recon_weight = static_cast<double>(g1 - g0) / static_cast<double>(Bg);
+  }
+  counters_[kReconSq] = static_cast<float>(cnt.recon_sq * recon_weight);
   counters_[kSamples] = static_cast<float>(X_.cols());
   counters_[kStop] = g_stop_signal ? 1.0f : 0.0f;
 
   // One fused reduction of [g | counters] over all ranks; each local rank then updates
   // its segment of the node's parameters: m = mu m + lr (g - wd W); theta += m.
   const SgdHyper hyper = hyper_for_epoch(epoch);
-  auto update = [&](size_t a, size_t b, const float* g) {
-    return sgd_momentum_update(theta_.data(), momentum_, g, hyper, a, b);
+  auto update = [&](size_t a, size_t b, const float* const* g, int ng) {
+    return fused_update(theta_.data(), momentum_, g, ng, hyper, a, b, shared_->w16());
   };
   double tc = now();
   uint32_t nonfinite = 0;
@@ -610,7 +638,7 @@ bool Trainer::step(uint64_t t) {
         },
         [&](size_t j) {
           const double t0 = now();
-          cd_weight_rows(ws_, grad_, row_of(j), row_of(j + 1));
+          cd_weight_rows(ws_.f32, grad_, row_of(j), row_of(j + 1));
           compute += now() - t0;
         },
         update);

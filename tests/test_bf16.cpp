@@ -29,6 +29,8 @@
 #include <cmath>
 #include <cstring>
 #include <vector>
+#include <limits>
+#include <random>
 
 #include "rbm/gemm_bf16.hpp"
 #include "rbm/rbm_bf16.hpp"
@@ -438,4 +440,53 @@ TEST(CdBf16, UpdatePassKeepsTheBf16CopyOfW) {
     if (g1[k] != g2[k] && !ndiff++) first = k;
   EXPECT_EQ(ndiff, 0u) << "first at " << first << " of " << g1.size() << ": " << g1[first]
                        << " vs " << g2[first];
+}
+
+// The node's fused reduce+update (fused_update, what rbm_dist's NodeShared::reduce
+// calls on one node) against the unfused reference: sum the slots into a buffer in
+// slot order, then sgd_momentum_update. Bit for bit, on every segment split, with and
+// without the bf16 copy of W — the copy equal to to_bf16 of the new weights.
+TEST(FusedUpdate, EqualsSumThenUpdateBitwiseAndWritesTheBf16Copy) {
+  const size_t V = 300, H = 70, n = V * H + V + H;  // 21370: several blocks of 2048
+  std::mt19937 gen(5);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  SgdHyper h;
+  h.lr = 0.1f;
+  h.momentum = 0.9f;
+  h.weight_decay = 2e-4f;
+  h.n_weights = V * H;
+  for (int ng : {1, 2, 3, 8}) {
+    std::vector<std::vector<float>> slots(ng, std::vector<float>(n));
+    for (auto& s : slots)
+      for (float& x : s) x = 0.01f * u(gen);
+    std::vector<const float*> g;
+    for (auto& s : slots) g.push_back(s.data());
+    std::vector<float> theta0(n), mom0(n);
+    for (size_t i = 0; i < n; ++i) theta0[i] = 0.05f * u(gen), mom0[i] = 0.001f * u(gen);
+    // reference
+    std::vector<float> sum = slots[0], th_ref = theta0, m_ref = mom0;
+    for (int k = 1; k < ng; ++k)
+      for (size_t i = 0; i < n; ++i) sum[i] += slots[k][i];
+    EXPECT_EQ(sgd_momentum_update(th_ref.data(), m_ref.data(), sum.data(), h, 0, n), 0u);
+    std::vector<bf16_t> w_ref(V * H);
+    bf16::to_bf16_scalar(th_ref.data(), w_ref.data(), V * H);
+    // fused, split into segments as 1, 2 and 3 local ranks would
+    for (size_t parts : {1, 2, 3}) {
+      std::vector<float> th = theta0, m = mom0;
+      std::vector<bf16_t> w(V * H, 0xffff);
+      const size_t per = (n + parts - 1) / parts / 16 * 16 + 16;
+      for (size_t a = 0; a < n; a += per)
+        EXPECT_EQ(fused_update(th.data(), m.data(), g.data(), ng, h, a, std::min(n, a + per),
+                               w.data()),
+                  0u);
+      EXPECT_EQ(th, th_ref) << ng << " slots, " << parts << " segments";
+      EXPECT_EQ(m, m_ref) << ng << " slots, " << parts << " segments";
+      EXPECT_EQ(w, w_ref) << ng << " slots, " << parts << " segments";
+    }
+  }
+  // A non-finite result is reported.
+  std::vector<float> th(n, 1.0f), m(n, 0.0f), s(n, 0.0f);
+  s[V * H + 3] = std::numeric_limits<float>::infinity();
+  const float* g1 = s.data();
+  EXPECT_EQ(fused_update(th.data(), m.data(), &g1, 1, h, 0, n), 1u);
 }

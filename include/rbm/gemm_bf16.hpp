@@ -42,6 +42,8 @@ using bf16_t = uint16_t;
 /// True if the CPU multiplies bf16 natively: AVX512_BF16 (CPUID.(7,1):EAX[5], with
 /// AVX-512 state enabled by the OS) or AMX-BF16 (CPUID.(7,0):EDX[22], tile state
 /// enabled). Without it oneDNN would emulate bf16 (slower than fp32) or refuse.
+/// TEST HOOK: with RBM_FAKE_NO_BF16=1 in the environment it answers false (and
+/// native_bf16_name() says so), to test what happens on a CPU without native bf16.
 bool cpu_has_native_bf16();
 
 /// "AMX-BF16", "AVX512_BF16" or "none" (the best native bf16 unit of this CPU).

@@ -100,6 +100,9 @@ struct CdConfig {
   uint64_t step = 0;   ///< global step (RNG counter)
   size_t Bg = 1;       ///< samples in this global mini-batch (all ranks)
   size_t Cg = 1;       ///< chains over all ranks (PCD)
+  /// PCD only: compute the reconstruction error of the data (a monitor that costs one
+  /// extra product p(v|h0)); false leaves CdCounters::recon_sq at 0. CD-k gets it free.
+  bool recon = true;
 };
 
 /// Reusable buffers, sized on first use.

@@ -27,6 +27,10 @@ enum class Precision { fp32, bf16 };
 /// "fp32" or "bf16"; anything else throws rbm::UsageError.
 Precision parse_precision(const std::string& s);
 const char* precision_name(Precision p);
+/// Banner line: which products run and whether this CPU has native bf16, e.g.
+/// "precision bf16: products in oneDNN 2.6.3 bf16 matmul (CPU bf16: AVX512_BF16; ...), 1 thread"
+/// "precision fp32: products in fp32 (CPU bf16: AVX512_BF16, unused; --precision bf16 uses it)"
+std::string precision_banner(Precision p);
 
 /// cd_gradient's buffers plus the bf16 copies of the product inputs.
 struct CdBf16Workspace {
@@ -40,6 +44,10 @@ struct CdBf16Workspace {
   /// because its update pass wrote the bf16 copy (update_with_bf16_copy does, and
   /// sets the flag). Every cd_gradient_bf16 call resets it to false.
   bool w_is_current = false;
+  /// When set, cd_gradient_bf16 reads bf16(p.W) from here instead of Wb and never
+  /// converts W itself: the caller keeps it current (rbm_dist: one copy per node in
+  /// the shared window, written by the fused update, see fused_update).
+  const bf16::bf16_t* w_shared = nullptr;
   bf16::bf16_t* wb(size_t V, size_t H) { return Wb.reserve(V * H); }
 };
 
@@ -78,5 +86,19 @@ void update_with_bf16_copy(const Params& p, CdBf16Workspace& ws, Update&& update
   }
   ws.w_is_current = true;
 }
+
+/// The node's fused reduction + SGD update of elements [a, b) of the parameter layout
+/// [W | b | c] (sgd_momentum_update's rule, rbm.hpp), from ng gradient buffers g[0..ng)
+/// of the same layout (the local ranks' slots, or one already summed buffer):
+///   s_i = ((g_0[i] + g_1[i]) + ...) + g_{ng-1}[i]     (this order: bitwise reproducible)
+///   m_i <- mu m_i + lr (s_i - lambda theta_i)  (weights; biases without the decay)
+///   theta_i <- theta_i + m_i
+/// in cache-sized blocks, one pass over memory (no summed buffer is written). When
+/// `w16` is given, the new weights of [a, min(b, V*H)) are also rounded into
+/// w16[i] (the bf16 copy of W the next step's products read) while in cache.
+/// Returns 1 if some new theta_i is NaN or infinite, else 0. Same result, bit for bit,
+/// as summing into a buffer and calling sgd_momentum_update.
+uint32_t fused_update(float* theta, float* momentum, const float* const* g, int ng,
+                      const SgdHyper& h, size_t a, size_t b, bf16::bf16_t* w16 = nullptr);
 
 }  // namespace rbm

@@ -29,6 +29,7 @@
 #include "rbm/mpi_env.hpp"
 #include "rbm/node_shared.hpp"
 #include "rbm/rbm.hpp"
+#include "rbm/rbm_bf16.hpp"
 
 namespace rbm {
 
@@ -48,6 +49,7 @@ struct TrainConfig {
   int node_size = 0;
   size_t shards = 720;          ///< virtual shards S (shard.hpp)
   std::string overlap = "on";   ///< on | off: bucketed MPI_Iallreduce across nodes
+  std::string precision = "fp32";  ///< fp32 | bf16 (products only; see rbm_bf16.hpp)
 };
 
 /// The one declaration of rbm_dist's options (feeds --help, --config, the README
@@ -140,7 +142,8 @@ class Trainer {
   mutable std::vector<ShardPos> batch_pos_;   // its positions in the epoch
   uint64_t perm_epoch_ = UINT64_MAX;
   CounterRng rng_;
-  CdWorkspace ws_;
+  Precision prec_ = Precision::fp32;
+  CdBf16Workspace ws_;         // cd_gradient's buffers (+ the bf16 ones with --precision bf16)
   Matrix X_;
   std::vector<uint64_t> index_;
   Binarizer binarizer_;        // pixels -> visible values (binarize.hpp)
