@@ -15,6 +15,7 @@
 
 #include "rbm/atomic_file.hpp"
 #include "rbm/h5.hpp"
+#include "rbm/paths.hpp"
 
 namespace rbm::evalcli {
 
@@ -92,6 +93,7 @@ int run_transform(const Context& c) {
     check_split_name(split, true);
     const bool force = c.flag("force");
     check_output(out, &force);
+    check_outputs_differ({{"--out", out}}, {{"MODEL", model_path}, {"DATA", data_path}});
     model = model_for_eval(model_path);
     mode = resolve_binarize(c, model_path, ev::Binarize::none, false);
     {

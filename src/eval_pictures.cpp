@@ -11,6 +11,7 @@
 #include "rbm/errors.hpp"
 #include "rbm/eval.hpp"
 #include "rbm/eval_cli.hpp"
+#include "rbm/paths.hpp"
 #include "rbm/png_grid.hpp"
 
 namespace rbm::evalcli {
@@ -41,6 +42,7 @@ int run_filters(const Context& c) {
     out = need(c, "out", "--out FILE.png");
     max_tiles = at_least(c, "max-tiles", 0);
     check_output(out, nullptr);
+    check_outputs_differ({{"--out", out}}, {{"MODEL", model_path}, {"--data", c.str("data")}});
     model = model_for_eval(model_path);
     shape = tile_shape(c.str("data"), model.V());
   });
@@ -107,6 +109,7 @@ int run_samples(const Context& c) {
     spacing = static_cast<size_t>(at_least(c, "spacing", 1));
     snaps = static_cast<size_t>(at_least(c, "snapshots", 1));
     check_output(out, nullptr);
+    check_outputs_differ({{"--out", out}}, {{"MODEL", model_path}, {"--data", c.str("data")}});
     model = model_for_eval(model_path);
     shape = tile_shape(c.str("data"), model.V());
   });

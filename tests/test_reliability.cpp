@@ -172,6 +172,20 @@ TEST(SameFile, OutputsThatAreInputsAreRefused) {
     EXPECT_EQ(read_file(data), before) << bad << ": the data must not be touched";
     EXPECT_FALSE(fs::exists(tmp / "m.h5"));
   }
+  // rbm_eval: the features or a picture written over the data or the model.
+  RunResult m = run(rbm_dist(2, base + " --checkpoint " + tmp / "model.h5"));
+  ASSERT_EQ(m.code, 0) << m.err;
+  const std::string model_before = read_file(tmp / "model.h5");
+  for (const std::string& cmd :
+       {bin("rbm_eval") + " transform " + tmp / "model.h5" + " " + data + " --force --out " + data,
+        bin("rbm_eval") + " transform " + tmp / "model.h5" + " " + data + " --force --out " + tmp / "model.h5",
+        bin("rbm_eval") + " filters " + tmp / "model.h5" + " --out " + tmp / "model.h5"}) {
+    RunResult e = run(cmd);
+    EXPECT_EQ(e.code, exit_code::usage) << cmd << ": " << e.err;
+    EXPECT_NE(e.err.find("is the same file as"), std::string::npos) << e.err;
+    EXPECT_TRUE(read_file(data) == before) << cmd << ": the data must not be touched";
+    EXPECT_TRUE(read_file(tmp / "model.h5") == model_before) << cmd << ": the model must not be touched";
+  }
   // mnist2h5 --force with an input as the output.
   const std::string img = tmp / "img", lab = tmp / "lab";
   write_idx(img, {3, 2, 2}, std::vector<uint8_t>(12, 7));
