@@ -62,7 +62,9 @@ has_opt --hidden "$@" || defaults+=(--hidden 500)
 has_opt --epochs "$@" || defaults+=(--epochs 10)
 
 echo "== training: mpirun -np $np rbm_dist"
-mpirun -np "$np" "$RBM_BUILD/rbm_dist" --data "$data" "${defaults[@]}" \
+# --force: the quick start replaces its own previous run in $out (rbm_dist never
+# replaces an existing checkpoint or metrics file without it).
+mpirun -np "$np" "$RBM_BUILD/rbm_dist" --data "$data" "${defaults[@]}" --force \
   --checkpoint "$out/model.h5" --metrics "$out/metrics.jsonl" "$@"
 
 echo "== pictures of what the model learned"
