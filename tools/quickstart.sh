@@ -60,11 +60,12 @@ defaults=()
 has_opt() { local a; for a in "${@:2}"; do [ "$a" = "$1" ] || [ "${a%%=*}" = "$1" ] && return 0; done; return 1; }
 has_opt --hidden "$@" || defaults+=(--hidden 500)
 has_opt --epochs "$@" || defaults+=(--epochs 10)
-
-echo "== training: mpirun -np $np rbm_dist"
 # --force: the quick start replaces its own previous run in $out (rbm_dist never
 # replaces an existing checkpoint or metrics file without it).
-mpirun -np "$np" "$RBM_BUILD/rbm_dist" --data "$data" "${defaults[@]}" --force \
+has_opt --force "$@" || defaults+=(--force)
+
+echo "== training: mpirun -np $np rbm_dist"
+mpirun -np "$np" "$RBM_BUILD/rbm_dist" --data "$data" "${defaults[@]}" \
   --checkpoint "$out/model.h5" --metrics "$out/metrics.jsonl" "$@"
 
 echo "== pictures of what the model learned"
