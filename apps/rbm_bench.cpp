@@ -155,6 +155,7 @@ int main(int argc, char** argv) {
         cfg.progress = "never";
         cfg.check_consistency = 0;
         cfg.checkpoint = "(none)";  // the benchmark never writes one
+        cfg.report = false;         // its table stays a table
         cfg.precision = precision_name(prec);
         agree(env, [&] { validate(cfg); });
         Trainer tr(env, cfg, "");

@@ -148,7 +148,8 @@ void Trainer::setup() {
     MPI_Gather(&mine, 1, MPI_INT, all.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
     for (int n : all)
       if (n > 0) {
-        layout_ += (layout_.empty() ? "" : "+") + std::to_string(n);
+        if (!layout_.empty()) layout_ += '+';
+        layout_ += std::to_string(n);
         max_local_ = std::max(max_local_, n);
       }
   }
@@ -251,7 +252,7 @@ void Trainer::read_data(const std::string& mpath) {
   MPI_Reduce(&mine, &mx, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, 0, MPI_COMM_WORLD);
   MPI_Reduce(&mine, &mn, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, 0, MPI_COMM_WORLD);
   MPI_Reduce(&mine, &sum, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
-  if (env_.root()) {
+  if (env_.root() && cfg_.report) {  // (rbm_bench keeps its table clean)
     const size_t S = shards_.count(), P = static_cast<size_t>(env_.size);
     auto mb = [](double bytes) { return fmt_fixed(bytes / 1e6, 0, 3); };
     auto range = [](size_t lo, size_t hi) { return lo == hi ? fmt(lo) : fmt(lo, "-", hi); };

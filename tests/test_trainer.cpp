@@ -258,7 +258,7 @@ TEST(Errors, Bf16WithoutNativeBf16IsOneLineExit2) {
       << f.out;
   if (bf16::cpu_has_native_bf16()) {
     RunResult b = run(rbm_dist(2, "--data " + data + " --epochs 1 --hidden 8 --precision bf16"
-                                  " --checkpoint " + ck), 60);
+                                  " --force --checkpoint " + ck), 60);
     EXPECT_EQ(b.code, 0) << b.err;
     EXPECT_NE(b.out.find("precision bf16: products in oneDNN"), std::string::npos) << b.out;
     EXPECT_NE(b.out.find("CPU bf16: " + std::string(bf16::native_bf16_name())),

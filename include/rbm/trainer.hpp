@@ -36,6 +36,7 @@ namespace rbm {
 struct TrainConfig {
   std::string data, train_path, monitor_path, checkpoint, resume, metrics, init_from;
   bool force = false, keep_best = false;
+  bool report = true;  ///< print the start-up data line (not an option; rbm_bench sets false)
   size_t early_stop = 0, pll_draws = 5;
   size_t hidden = 500, epochs = 20, batch = 100, chains = 0, monitor_size = 1000;
   int cd_k = 1;
