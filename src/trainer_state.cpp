@@ -65,6 +65,11 @@ void Trainer::init_params() {
     p.c.setZero();
   }
   shared_->barrier();
+  init_chains();
+}
+
+/// PCD chains start from Bernoulli(sigmoid(b_i)) of the current visible biases.
+void Trainer::init_chains() {
   std::vector<float> u(V_);
   for (Eigen::Index m = 0; m < chains_.cols(); ++m) {
     rng_.uniforms(Stream::chain_init, 0, 0, chain_index_[m], u.data(), V_);
@@ -88,12 +93,7 @@ void Trainer::init_from_model(const std::string& path) {
     std::copy(m.data.begin(), m.data.end(), theta_.data());
   });
   shared_->broadcast_from_root(theta_.data(), theta_.size());
-  std::vector<float> u(V_);
-  for (Eigen::Index m = 0; m < chains_.cols(); ++m) {
-    rng_.uniforms(Stream::chain_init, 0, 0, chain_index_[m], u.data(), V_);
-    for (size_t i = 0; i < V_; ++i)
-      chains_(i, m) = u[i] < 1.0f / (1.0f + std::exp(-theta_.b(i))) ? 1.0f : 0.0f;
-  }
+  init_chains();
 }
 
 /// Rank 0 alone reads and checks the checkpoint (no metadata storm from many ranks)

@@ -114,6 +114,7 @@ class Trainer {
   std::string best_file() const;
   void write_state(const std::string& path, uint64_t next_step);
   void init_from_model(const std::string& path);
+  void init_chains();
   void append_metrics(const std::string& line);
   void trim_metrics(uint64_t completed_epochs);
   void check_same_configuration() const;
