@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
         *value = std::filesystem::absolute(*value).lexically_normal().string();
         cli::set_value(parsed, name, *value);
       }
+    apply_method_defaults(cfg, parsed);
     agree(env, [&] { validate(cfg); });
 
     // ---- the effective configuration, from rank 0 only --------------------------

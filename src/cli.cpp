@@ -210,6 +210,7 @@ std::string config_table(const po::options_description& opts, const Parsed& pars
     std::string src = parsed.from_command_line.count(n) ? "command line"
                       : parsed.from_config.count(n)     ? "config file"
                       : parsed.from_base.count(n)       ? "checkpoint"
+                      : parsed.rule_defaults.count(n)   ? parsed.rule_defaults.at(n)
                                                         : "default";
     os << "| " << std::left << std::setw(static_cast<int>(w)) << n << " | " << std::setw(24)
        << value_text(parsed.vm[n]) << " | " << src << "\n";
@@ -248,6 +249,18 @@ void set_value(Parsed& parsed, const std::string& name, const std::string& value
   parsed.vm.at(name).value() = boost::any(value);
   if (!parsed.from_command_line.count(name) && !parsed.from_config.count(name))
     parsed.from_base.insert(name);
+}
+
+bool given(const Parsed& parsed, const std::string& name) {
+  return parsed.from_command_line.count(name) || parsed.from_config.count(name) ||
+         parsed.from_base.count(name);
+}
+
+void set_default(Parsed& parsed, const std::string& name, const std::string& value,
+                 const std::string& why) {
+  if (!parsed.vm.count(name) || given(parsed, name)) return;
+  parsed.vm.at(name).value() = boost::any(value);
+  parsed.rule_defaults[name] = why;
 }
 
 Parsed parse(const Program& prog, const po::options_description& opts, int argc, char** argv,

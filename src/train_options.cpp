@@ -52,9 +52,13 @@ po::options_description train_options(TrainConfig& c) {
        "PCD chains over all ranks; 0 = --batch-size")
       ("lr", po::value(&c.lr)->default_value(0.1, "0.1")->value_name("RATE"), "learning rate")
       ("lr-decay", po::value(&c.lr_decay)->default_value(0.0)->value_name("D"),
-       "learning rate in epoch e is lr / (1 + D*e)")
-      ("momentum", po::value(&c.momentum)->default_value(0.9, "0.9")->value_name("MU"),
-       "momentum after --momentum-epochs")
+       "learning rate in epoch e (from 0) is lr / (1 + D*e), times the --lr-schedule factor")
+      ("lr-schedule", po::value(&c.lr_schedule)->default_value("auto")->value_name("S"),
+       "constant | linear (factor 1 - e/E in epoch e of E = --epochs: decays to lr/E, "
+       "Tieleman 2008); auto = constant for CD-k, linear with --pcd")
+      ("momentum", po::value(&c.momentum)->default_value(0.9, "auto")->value_name("MU"),
+       "momentum after --momentum-epochs; auto = 0.9 for CD-k, 0.5 with --pcd (persistent "
+       "chains diverge at 0.9)")
       ("initial-momentum", po::value(&c.initial_momentum)->default_value(0.5)->value_name("MU"),
        "momentum for the first --momentum-epochs epochs")
       ("momentum-epochs", po::value(&c.momentum_epochs)->default_value(5)->value_name("N"),
@@ -116,6 +120,20 @@ po::options_description train_options(TrainConfig& c) {
   return o;
 }
 
+void apply_method_defaults(TrainConfig& c, cli::Parsed& parsed) {
+  const bool persistent = c.pcd;
+  const std::string why = persistent ? "default with --pcd" : "default for CD-k";
+  if (!cli::given(parsed, "momentum")) {
+    c.momentum = persistent ? 0.5 : 0.9;
+    cli::set_default(parsed, "momentum", fmt(c.momentum), why);
+  }
+  if (c.lr_schedule == "auto") {
+    c.lr_schedule = persistent ? "linear" : "constant";
+    parsed.vm.at("lr-schedule").value() = boost::any(c.lr_schedule);
+    parsed.rule_defaults["lr-schedule"] = why;
+  }
+}
+
 void validate(const TrainConfig& c) {
   if (c.data.empty()) throw UsageError("--data is required (a file written by mnist2h5)");
   if (c.hidden < 1) throw UsageError("--hidden 0: need at least 1 hidden unit");
@@ -126,6 +144,8 @@ void validate(const TrainConfig& c) {
   if (!(c.lr > 0) || !std::isfinite(c.lr))
     throw UsageError(fmt("--lr ", c.lr, ": the learning rate must be positive (e.g. 0.1)"));
   if (c.lr_decay < 0) throw UsageError(fmt("--lr-decay ", c.lr_decay, ": must be >= 0"));
+  if (c.lr_schedule != "constant" && c.lr_schedule != "linear")
+    throw UsageError("--lr-schedule " + c.lr_schedule + ": use constant, linear or auto");
   for (auto [name, v] : {std::pair{"--momentum", c.momentum},
                          std::pair{"--initial-momentum", c.initial_momentum}})
     if (!(v >= 0 && v < 1)) throw UsageError(fmt(name, " ", v, ": must be in [0, 1)"));

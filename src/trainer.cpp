@@ -389,7 +389,12 @@ bool Trainer::step(uint64_t t) {
 /// The learning rate, momentum and weight decay in force in `epoch`.
 SgdHyper Trainer::hyper_for_epoch(uint64_t epoch) const {
   SgdHyper h;
-  h.lr = static_cast<float>(cfg_.lr / (1.0 + cfg_.lr_decay * static_cast<double>(epoch)));
+  // lr_e = lr / (1 + D e) * (linear ? 1 - e/E : 1),  e = 0 .. E-1
+  const double e = static_cast<double>(epoch);
+  const double shape = cfg_.lr_schedule == "linear"
+                           ? 1.0 - e / static_cast<double>(std::max<size_t>(cfg_.epochs, 1))
+                           : 1.0;
+  h.lr = static_cast<float>(cfg_.lr / (1.0 + cfg_.lr_decay * e) * std::max(shape, 0.0));
   h.momentum = static_cast<float>(epoch < cfg_.momentum_epochs ? cfg_.initial_momentum
                                                                : cfg_.momentum);
   h.weight_decay = static_cast<float>(cfg_.weight_decay);

@@ -380,6 +380,82 @@ TEST(Options, HelpConfigAndResumeDefaults) {
   EXPECT_EQ(read_train_state(ck, 64, 7).epoch, 2u);
 }
 
+// Defaults that depend on the method (apply_method_defaults): persistent chains get
+// momentum 0.5 throughout and a learning rate decaying linearly, lr (1 - e/E) in epoch e
+// of E; CD-k keeps momentum 0.9 after --momentum-epochs and a constant rate. Given
+// values (command line, checkpoint) always win. The reference is the formula itself.
+TEST(Options, MethodDefaultsForPersistentChains) {
+  RunResult h = run(bin("rbm_dist") + " --help");
+  ASSERT_EQ(h.code, 0);
+  EXPECT_NE(h.out.find("--momentum MU (=auto)"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("--lr-schedule S (=auto)"), std::string::npos) << h.out;
+
+  TempDir tmp;
+  const std::string data = tmp / "bars.h5";
+  write_bars(data, 200, 0);
+  auto row = [](const std::string& out, const std::string& name) {
+    std::smatch m;
+    std::regex re("\\| " + name + " +\\| (\\S+) +\\| ([-a-zA-Z ]+)\\n");
+    return std::regex_search(out, m, re) ? m[1].str() + "/" + m[2].str() : std::string("?");
+  };
+  auto column = [](const std::string& jsonl, const std::string& key) {
+    std::vector<double> v;
+    std::istringstream in(jsonl);
+    for (std::string line; std::getline(in, line);) {
+      std::smatch m;
+      if (std::regex_search(line, m, std::regex("\"" + key + "\": ([-0-9.e+]+)")))
+        v.push_back(std::stod(m[1].str()));
+    }
+    return v;
+  };
+  const size_t E = 4;
+  const std::string common = "--data " + data + " --hidden 8 --batch-size 50 --epochs " +
+                             std::to_string(E) + " --momentum-epochs 1 ";
+  // PCD: momentum 0.5 in every epoch, lr 0.1 (1 - e/4).
+  RunResult p = run(rbm_dist(0, common + "--pcd --checkpoint " + tmp / "p.h5" + " --metrics " +
+                                    tmp / "p.jsonl"));
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_EQ(row(p.out, "momentum"), "0.5/default with --pcd") << p.out;
+  EXPECT_EQ(row(p.out, "lr-schedule"), "linear/default with --pcd") << p.out;
+  std::vector<double> lr = column(read_file(tmp / "p.jsonl"), "lr");
+  std::vector<double> mu = column(read_file(tmp / "p.jsonl"), "momentum");
+  ASSERT_EQ(lr.size(), E);
+  ASSERT_EQ(mu.size(), E);
+  for (size_t e = 0; e < E; ++e) {
+    // float(0.1 * (1 - e/E)) printed to 9 significant digits: within 1e-7 relative.
+    EXPECT_NEAR(lr[e], 0.1 * (1.0 - static_cast<double>(e) / E), 1e-8) << "epoch " << e;
+    EXPECT_EQ(mu[e], 0.5) << "epoch " << e;
+  }
+  // A resume keeps what the checkpoint says (the same schedule, from its epochs).
+  RunResult res = run(rbm_dist(0, "--data " + data + " --resume " + tmp / "p.h5" + " --epochs 5"));
+  ASSERT_EQ(res.code, 0) << res.err;
+  EXPECT_EQ(row(res.out, "momentum"), "0.5/checkpoint") << res.out;
+  EXPECT_EQ(row(res.out, "lr-schedule"), "linear/checkpoint") << res.out;
+  // CD-k: momentum 0.9 after --momentum-epochs, constant lr.
+  RunResult c = run(rbm_dist(0, common + "--checkpoint " + tmp / "c.h5" + " --metrics " +
+                                    tmp / "c.jsonl"));
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_EQ(row(c.out, "momentum"), "0.9/default for CD-k") << c.out;
+  EXPECT_EQ(row(c.out, "lr-schedule"), "constant/default for CD-k") << c.out;
+  lr = column(read_file(tmp / "c.jsonl"), "lr");
+  mu = column(read_file(tmp / "c.jsonl"), "momentum");
+  ASSERT_EQ(lr.size(), E);
+  for (size_t e = 0; e < E; ++e) {
+    EXPECT_NEAR(lr[e], 0.1, 1e-8);
+    EXPECT_NEAR(mu[e], e < 1 ? 0.5 : 0.9, 1e-7);
+  }
+  // Given values win over the method's defaults.
+  RunResult g = run(rbm_dist(0, common + "--pcd --momentum 0.9 --lr-schedule constant --checkpoint " +
+                                    tmp / "g.h5"));
+  ASSERT_EQ(g.code, 0) << g.err;
+  EXPECT_EQ(row(g.out, "momentum"), "0.9/command line") << g.out;
+  EXPECT_EQ(row(g.out, "lr-schedule"), "constant/command line") << g.out;
+  RunResult bad = run(rbm_dist(0, common + "--lr-schedule cosine --checkpoint " + tmp / "b.h5"));
+  EXPECT_EQ(bad.code, exit_code::usage);
+  EXPECT_NE(bad.err.find("--lr-schedule cosine: use constant, linear or auto"), std::string::npos)
+      << bad.err;
+}
+
 // ---------------------------------------------------------------------------
 // 6. Learning on real data.
 // ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -28,6 +29,9 @@ struct Parsed {
   std::set<std::string> from_command_line;  ///< option names given on the command line
   std::set<std::string> from_config;        ///< ... and in --config FILE
   std::set<std::string> from_base;          ///< ... and in the base configuration (checkpoint)
+  /// Options given none of those ways whose default depends on other options (set by
+  /// set_default): name -> the rule, shown in the configuration table's source column.
+  std::map<std::string, std::string> rule_defaults;
   bool help = false;  ///< --help / --help-markdown / --version was printed: exit 0
 };
 
@@ -61,6 +65,12 @@ std::string without_options(const std::string& config, const std::vector<std::st
 /// Replaces an option's value after parsing (e.g. a path made absolute); it is then
 /// shown as coming from the checkpoint unless the user gave it.
 void set_value(Parsed& parsed, const std::string& name, const std::string& value);
+/// True when `name` was given on the command line, in --config or in the base config.
+bool given(const Parsed& parsed, const std::string& name);
+/// Replaces the value of an option that was NOT given (its default depends on other
+/// options); `why` names the rule, e.g. "default for --pcd".
+void set_default(Parsed& parsed, const std::string& name, const std::string& value,
+                 const std::string& why);
 
 /// Value of an option as text ("" when unset), whatever its type.
 std::string value_text(const po::variable_value& v);
