@@ -20,7 +20,8 @@ TEST_P(RankInvariance, OneToEightRanksGiveTheSameWeightsWithDefaultShuffle) {
   TempDir tmp;
   const std::string data = tmp / "bars.h5";
   // 1001 rows (7 x 11 x 13): divisible neither by 2, 3, 4, 8 ranks nor by the batch of 96;
-  // 11 steps per epoch, the last one 41 rows; 2 epochs, so the reshuffle is exercised.
+  // 10 steps of 96 per epoch (default --drop-last on: the last 41 positions of each
+  // epoch's order are left out); 2 epochs, so the reshuffle is exercised.
   // DEFAULT options otherwise: --shuffle epoch, --shards 720 (1-2 rows per shard here).
   write_bars(data, 1001, 0);
   const std::string common = " --data " + data + " --hidden 24 --epochs 2 --batch-size 96" +
