@@ -74,6 +74,10 @@ po::options_description train_options(TrainConfig& c) {
        "epoch (a new order every epoch: rows shuffled within each virtual shard, shards "
        "visited in a rotated low-discrepancy order) | none (the same order every epoch: file "
        "order within the shards). Either way the batches do not depend on the rank count")
+      ("drop-last", po::value(&c.drop_last)->default_value("on")->value_name("on|off"),
+       "on: floor(N/B) steps per epoch, each of exactly B images; the last N mod B positions "
+       "of the epoch's order are left out (with --shuffle epoch, other rows every epoch). "
+       "off: ceil(N/B) steps, the last one a partial batch of the remaining images")
       ("seed", po::value(&c.seed)->default_value(1)->value_name("S"),
        "seed of every random draw (Philox counter-based)")
       ("checkpoint", po::value(&c.checkpoint)->default_value("model.h5")->value_name("FILE"),
@@ -156,6 +160,8 @@ void validate(const TrainConfig& c) {
     throw UsageError("--binarize " + c.binarize + ": use none, threshold or stochastic");
   if (c.shuffle != "epoch" && c.shuffle != "none")
     throw UsageError("--shuffle " + c.shuffle + ": use epoch or none");
+  if (c.drop_last != "on" && c.drop_last != "off")
+    throw UsageError("--drop-last " + c.drop_last + ": use on or off");
   if (c.progress != "auto" && c.progress != "always" && c.progress != "never")
     throw UsageError("--progress " + c.progress + ": use auto, always or never");
   if (c.checkpoint.empty()) throw UsageError("--checkpoint: a file name is required");

@@ -58,7 +58,8 @@ void Trainer::setup() {
     info = inspect_dataset(cfg_.data, cfg_.train_path);
     if (cfg_.batch > info.rows)
       throw UsageError(fmt("--batch-size ", cfg_.batch, " is larger than the dataset (",
-                           info.rows, " images in ", cfg_.data, ":", cfg_.train_path, ")"));
+                           info.rows, " images in ", cfg_.data, ":", cfg_.train_path,
+                           "): use --batch-size ", info.rows, " or less"));
     if (info.rows < static_cast<size_t>(env_.size))
       throw UsageError(fmt(cfg_.data, ": ", cfg_.train_path, " has ", info.rows,
                            " rows but the job has ", env_.size, " ranks (run with at most ",
@@ -116,7 +117,12 @@ void Trainer::setup() {
           std::printf("note: removed %s, left by a writer that no longer runs\n", stale.c_str());
   V_ = info.dim;
   H_ = cfg_.hidden;
-  steps_per_epoch_ = (info.rows + cfg_.batch - 1) / cfg_.batch;
+  // --drop-last on: floor(N/B) steps of exactly B samples; the epoch's last N mod B
+  // positions are left out (other rows every epoch with --shuffle epoch).
+  // --drop-last off: ceil(N/B) steps, the last one holds N - (steps - 1) B samples.
+  const bool drop_last = cfg_.drop_last == "on";
+  steps_per_epoch_ = drop_last ? info.rows / cfg_.batch : (info.rows + cfg_.batch - 1) / cfg_.batch;
+  epoch_positions_ = drop_last ? steps_per_epoch_ * cfg_.batch : info.rows;
   Cg_ = cfg_.pcd ? (cfg_.chains ? cfg_.chains : cfg_.batch) : 0;
 
   read_data(mpath);
@@ -301,7 +307,7 @@ void Trainer::binarize_rows(const RowBlock& s, const std::vector<uint32_t>& loca
 
 void Trainer::load_batch(uint64_t t, Matrix& X, std::vector<uint64_t>& index) const {
   const uint64_t epoch = t / steps_per_epoch_, s = t % steps_per_epoch_;
-  const size_t p0 = s * cfg_.batch, p1 = std::min(train_.total, p0 + cfg_.batch);
+  const size_t p0 = s * cfg_.batch, p1 = std::min(epoch_positions_, p0 + cfg_.batch);
   batch_pos_.clear();
   rule_.owned(epoch, p0, p1, batch_pos_);
   batch_rows_.resize(batch_pos_.size());
@@ -317,7 +323,7 @@ bool Trainer::step(uint64_t t) {
   const double t_start = now();
   const uint64_t epoch = t / steps_per_epoch_, s = t % steps_per_epoch_;
   shuffle_for_epoch(epoch);
-  const size_t Bg = std::min(cfg_.batch, train_.total - s * cfg_.batch);
+  const size_t Bg = std::min(cfg_.batch, epoch_positions_ - s * cfg_.batch);
 
   load_batch(t, X_, index_);  // X_ [V, B]: this rank's part of global batch s
   // PCD's reconstruction error costs an extra product p(v|h0): it is measured on every
@@ -335,7 +341,7 @@ bool Trainer::step(uint64_t t) {
                                  chain_index_.data(), rng_, ws_, grad_);  // grad_ = g
   double recon_weight = 1.0;
   if (cfg_.pcd && recon) {
-    const size_t n = train_.total, g0 = s * cfg_.batch;
+    const size_t n = epoch_positions_, g0 = s * cfg_.batch;
     const size_t g1 = std::min<size_t>(n, (s + kPcdReconEvery) * cfg_.batch);
     recon_weight = static_cast<double>(g1 - g0) / static_cast<double>(Bg);
   }

@@ -77,6 +77,7 @@ Trainer::EpochReport Trainer::epoch_report(uint64_t epoch, uint64_t next_step,
   MPI_Allreduce(MPI_IN_PLACE, slow, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   const double slowest = slow[0];
   reduce_seconds_ = 0;
+  const double samples = epoch_.samples;  // images the epoch's steps averaged over
   const SgdHyper hyper = hyper_for_epoch(epoch);
   const double recon = epoch_.recon_sq / std::max(1.0, epoch_.samples) / static_cast<double>(V_);
   const double rate = epoch_.timed_samples / std::max(slowest, 1e-9);
@@ -121,7 +122,7 @@ Trainer::EpochReport Trainer::epoch_report(uint64_t epoch, uint64_t next_step,
                     num(fe_valid), ", \"pseudo_loglik_", key, "\": ", num(pll),
                     ", \"pseudo_loglik_", key, "_stderr\": ", num(pll_se),
                     ", \"monitor_split\": \"", have_monitor_ ? monitor_split_ : "none", "\"",
-                    ", \"exploded\": ", exploded ? "true" : "false",
+                    ", \"exploded\": ", exploded ? "true" : "false", ", \"samples\": ", num(samples),
                     ", \"samples_per_s\": ", num(rate), ", \"seconds\": ", num(elapsed),
                     ", \"epoch_seconds\": ", num(slowest), ", \"reduce_seconds\": ", num(slow[1]),
                     ", \"ranks\": ", env_.size, "}\n");

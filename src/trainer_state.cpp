@@ -113,8 +113,10 @@ void Trainer::resume_from(const std::string& path) {
     st = read_train_state(path, V_, H_);
     if (st.steps_per_epoch != steps_per_epoch_)
       throw UsageError(fmt(path, ": written with ", st.steps_per_epoch,
-                           " steps per epoch, this run has ", steps_per_epoch_,
-                           " (same --data and --batch-size needed to resume)"));
+                           " steps per epoch, this run has ", steps_per_epoch_, " (--drop-last ",
+                           cfg_.drop_last, "; same --data, --batch-size and --drop-last needed "
+                           "to resume: checkpoints from before --drop-last existed need "
+                           "--drop-last off)"));
     if (cfg_.pcd && st.chains.size() != Cg_ * V_)
       throw UsageError(fmt(path, ": holds ", st.chains.size() / V_, " PCD chains, --chains is ",
                            Cg_));

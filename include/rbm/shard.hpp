@@ -80,8 +80,10 @@ struct ShardLayout {
 // The visiting order has period S_eff, so ANY window of consecutive positions — a batch,
 // also across rounds — is a window of one Kronecker sequence j*g/S mod 1, spread almost
 // evenly over the shards: each rank's part of every batch is close to B/P. Global batch s is positions
-// [s B, min(N, (s+1) B)). Nothing here depends on P: the batches — and so the model, up
-// to the order of floating-point sums — are the same for any number of ranks.
+// [s B, min(N, (s+1) B)); with --drop-last on the trainer makes only the floor(N/B) full
+// batches, leaving the epoch's last N mod B positions out. Nothing here depends on P: the
+// batches — and so the model, up to the order of floating-point sums — are the same for
+// any number of ranks.
 // ---------------------------------------------------------------------------
 class VirtualShards {
  public:

@@ -51,6 +51,7 @@ struct TrainConfig {
   int node_size = 0;
   size_t shards = 720;          ///< virtual shards S (shard.hpp)
   std::string overlap = "on";   ///< on | off: bucketed MPI_Iallreduce across nodes
+  std::string drop_last = "on";  ///< on: floor(N/B) full steps per epoch | off: last one partial
   std::string precision = "fp32";  ///< fp32 | bf16 (products only; see rbm_bf16.hpp)
 };
 
@@ -143,6 +144,7 @@ class Trainer {
   bool have_monitor_ = false;
   size_t V_ = 0, H_ = 0, Cg_ = 0;
   size_t steps_per_epoch_ = 0;
+  size_t epoch_positions_ = 0;  // positions an epoch visits: steps * B (--drop-last on) or N
   std::unique_ptr<NodeShared> shared_;
   std::string layout_;         // ranks per node in rank order, e.g. "2+2" (rank 0 only)
   int max_local_ = 0;          // ranks on the largest node (rank 0 only)  // the node's copy of theta, momentum and the sums
