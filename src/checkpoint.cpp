@@ -23,6 +23,12 @@ void write_checkpoint(const std::string& path, const Params& p, const TrainState
       if (!st->chains.empty())
         h5::write_array(f, "/train/chains", st->chains.data(), {st->chains.size() / p.V, p.V},
                         {256, 4});
+      if (!st->pt_chains.empty()) {
+        const hsize_t K = st->pt_betas.size(), V = p.V, C = st->pt_chains.size() / (K * V);
+        h5::write_array(f, "/train/pt_chains", st->pt_chains.data(), {K, C, V}, {1, 4});
+        h5::write_array(f, "/train/pt_betas", st->pt_betas.data(), {K});
+        h5::write_array(f, "/train/pt_swaps", st->pt_swaps.data(), {2, K - 1});
+      }
       h5::Id g = h5::open_object(f, "/train");
       h5::write_attr(g, "step", static_cast<int64_t>(st->step));
       h5::write_attr(g, "epoch", static_cast<int64_t>(st->epoch));
@@ -128,6 +134,23 @@ TrainState read_train_state(const std::string& path, size_t V, size_t H) {
       if (x > 1)
         throw UsageError(fmt(path, ": /train/chains holds the value ", int{x},
                              "; persistent chains are binary (0 or 1)"));
+  }
+  if (h5::exists(f, "/train/pt_chains")) {
+    std::vector<hsize_t> dims, db, ds;
+    st.pt_chains = h5::read_array<uint8_t>(f, "/train/pt_chains", path, &dims);
+    st.pt_betas = h5::read_array<double>(f, "/train/pt_betas", path, &db);
+    st.pt_swaps = h5::read_array<double>(f, "/train/pt_swaps", path, &ds);
+    if (dims.size() != 3 || dims[2] != V || db.size() != 1 || db[0] != dims[0] || dims[0] < 2 ||
+        ds.size() != 2 || ds[0] != 2 || ds[1] != dims[0] - 1)
+      throw UsageError(path + ": /train/pt_chains, pt_betas, pt_swaps are not [K, C, V], [K], "
+                              "[2, K-1]");
+    for (uint8_t x : st.pt_chains)
+      if (x > 1)
+        throw UsageError(fmt(path, ": /train/pt_chains holds the value ", int{x},
+                             "; tempered replicas are binary (0 or 1)"));
+    for (double x : st.pt_swaps)
+      if (!(x >= 0 && std::isfinite(x)))
+        throw UsageError(path + ": /train/pt_swaps holds a negative or non-finite count");
   }
   h5::Id g = h5::open_object(f, "/train");
   // Ranges: at most 2^40 steps per epoch and 10^9 epochs, so step fits comfortably.

@@ -114,7 +114,7 @@ CdCounters cd_statistics(const Params& p, const CdConfig& cfg, const Eigen::Ref<
     }
     // k full Gibbs sweeps of the persistent chains; the chain states stay binary.
     auto Hc = ws.Hs.leftCols(N);
-    for (int t = 1; t <= cfg.k; ++t) {
+    for (int t = 1; cfg.sweep_chains && t <= cfg.k; ++t) {
       hidden_probs(p, *chains, Hc);
       sample_bernoulli(rng, Stream::hidden, kChainSub + t, cfg.step, chain_index, Hc);
       visible_probs(p, Hc, *chains);
@@ -241,7 +241,7 @@ CdCounters cd_gradient_naive(const Params& p, const CdConfig& cfg, const Matrix&
     for (Eigen::Index m = 0; m < chains->cols(); ++m) {
       std::vector<double> v(V);
       for (size_t i = 0; i < V; ++i) v[i] = (*chains)(i, m);
-      for (int t = 1; t <= cfg.k; ++t) {
+      for (int t = 1; cfg.sweep_chains && t <= cfg.k; ++t) {
         std::vector<double> h = ph_given_v(p, v);
         sample(rng, Stream::hidden, kChainSub + t, cfg.step, chain_index[m], h);
         v = pv_given_h(p, h);

@@ -139,7 +139,7 @@ CdCounters cd_gradient_bf16(const Params& p, const CdConfig& cfg,
     // k full Gibbs sweeps of the persistent chains; the chain states stay binary,
     // so their bf16 copies (built in the right block of Ab) are exact.
     auto Hc = ws.Hs.leftCols(N);
-    for (int t = 1; t <= cfg.k; ++t) {
+    for (int t = 1; cfg.sweep_chains && t <= cfg.k; ++t) {
       round_block(*chains, Vnegb);
       hidden_probs_b(p, Wb, Vnegb, Hc);
       sample_bernoulli(rng, Stream::hidden, kChainSub + t, cfg.step, chain_index, Hc);

@@ -50,15 +50,21 @@ po::options_description train_options(TrainConfig& c) {
       ("pcd", po::bool_switch(&c.pcd), "persistent CD: negative phase from persistent chains")
       ("chains", po::value(&c.chains)->default_value(0)->value_name("C"),
        "PCD chains over all ranks; 0 = --batch-size")
+      ("pt", po::value(&c.pt)->default_value(0)->value_name("K"),
+       "parallel tempering: K replicas per persistent chain (2..64) at inverse temperatures "
+       "1 > ... > --pt-min-beta (geometric), swapped by Metropolis; the beta = 1 replicas give "
+       "the negative phase (implies --pcd); 0 = off")
+      ("pt-min-beta", po::value(&c.pt_min_beta)->default_value(0.3, "0.3")->value_name("BETA"),
+       "--pt: inverse temperature of the hottest replica, in (0, 1)")
       ("lr", po::value(&c.lr)->default_value(0.1, "0.1")->value_name("RATE"), "learning rate")
       ("lr-decay", po::value(&c.lr_decay)->default_value(0.0)->value_name("D"),
        "learning rate in epoch e (from 0) is lr / (1 + D*e), times the --lr-schedule factor")
       ("lr-schedule", po::value(&c.lr_schedule)->default_value("auto")->value_name("S"),
        "constant | linear (factor 1 - e/E in epoch e of E = --epochs: decays to lr/E, "
-       "Tieleman 2008); auto = constant for CD-k, linear with --pcd")
+       "Tieleman 2008); auto = constant for CD-k, linear with --pcd or --pt")
       ("momentum", po::value(&c.momentum)->default_value(0.9, "auto")->value_name("MU"),
-       "momentum after --momentum-epochs; auto = 0.9 for CD-k, 0.5 with --pcd (persistent "
-       "chains diverge at 0.9)")
+       "momentum after --momentum-epochs; auto = 0.9 for CD-k, 0.5 with --pcd or --pt "
+       "(persistent chains diverge at 0.9)")
       ("initial-momentum", po::value(&c.initial_momentum)->default_value(0.5)->value_name("MU"),
        "momentum for the first --momentum-epochs epochs")
       ("momentum-epochs", po::value(&c.momentum_epochs)->default_value(5)->value_name("N"),
@@ -125,8 +131,10 @@ po::options_description train_options(TrainConfig& c) {
 }
 
 void apply_method_defaults(TrainConfig& c, cli::Parsed& parsed) {
-  const bool persistent = c.pcd;
-  const std::string why = persistent ? "default with --pcd" : "default for CD-k";
+  const bool persistent = c.pcd || c.pt != 0;
+  const std::string why = !persistent ? "default for CD-k"
+                          : c.pt     ? "default with --pt"
+                                     : "default with --pcd";
   if (!cli::given(parsed, "momentum")) {
     c.momentum = persistent ? 0.5 : 0.9;
     cli::set_default(parsed, "momentum", fmt(c.momentum), why);
@@ -166,7 +174,18 @@ void validate(const TrainConfig& c) {
     throw UsageError("--progress " + c.progress + ": use auto, always or never");
   if (c.checkpoint.empty()) throw UsageError("--checkpoint: a file name is required");
   if (c.checkpoint_every < 1) throw UsageError("--checkpoint-every 0: must be at least 1");
-  if (!c.pcd && c.chains != 0) throw UsageError("--chains is only used with --pcd");
+  if (!c.pcd && !c.pt && c.chains != 0)
+    throw UsageError("--chains is only used with --pcd or --pt");
+  if (c.pt != 0 && (c.pt < 2 || c.pt > 64))
+    throw UsageError(fmt("--pt ", c.pt, ": parallel tempering needs 2 to 64 temperatures "
+                         "(e.g. --pt 10), or 0 for none"));
+  if (!(c.pt_min_beta > 0 && c.pt_min_beta < 1))
+    throw UsageError(fmt("--pt-min-beta ", c.pt_min_beta,
+                         ": the hottest inverse temperature must lie in (0, 1), e.g. 0.3"));
+  if (c.pt && static_cast<double>(c.pt) * static_cast<double>(c.chains ? c.chains : c.batch) >=
+                  4294967296.0)
+    throw UsageError(fmt("--pt ", c.pt, " x ", c.chains ? c.chains : c.batch,
+                         " chains: at most 2^32 replicas in all (use fewer --chains)"));
   if (c.node_size < 0) throw UsageError(fmt("--node-size ", c.node_size, ": must be >= 0"));
   if (!c.resume.empty() && !c.init_from.empty())
     throw UsageError("--resume and --init-from: give one (--resume continues a run, --init-from "

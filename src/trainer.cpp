@@ -48,7 +48,19 @@ uint64_t fnv1a(const float* data, size_t n) {
 // ---------------------------------------------------------------------------
 Trainer::Trainer(const MpiEnv& env, const TrainConfig& cfg, std::string config_text)
     : env_(env), cfg_(cfg), config_text_(std::move(config_text)), rng_(cfg.seed),
-      binarizer_(parse_binarize(cfg.binarize), rng_) {}
+      binarizer_(parse_binarize(cfg.binarize), rng_) {
+  // --pt implies persistent chains: every PCD path (chains, their checkpoint, the
+  // reconstruction monitor every 10th step) applies; the stored configuration keeps
+  // the options as given.
+  if (cfg_.pt) {
+    cfg_.pcd = true;
+    for (double b : pt_betas(static_cast<int>(cfg_.pt), cfg_.pt_min_beta))
+      betas_.push_back(static_cast<float>(b));
+    swap_accepted_.assign(cfg_.pt - 1, 0.0);
+    swap_tried_.assign(cfg_.pt - 1, 0.0);
+  }
+  n_counters_ = kCounters + (cfg_.pt ? cfg_.pt - 1 : 0);
+}
 
 void Trainer::setup() {
   // Checks every rank makes identically: one message from rank 0, exit code 2.
@@ -139,7 +151,7 @@ void Trainer::setup() {
   prec_ = parse_precision(cfg_.precision);
   try {
     // With bf16 the node also shares the bf16 copy of W that the update pass writes.
-    shared_ = std::make_unique<NodeShared>(Params::count(V_, H_), kCounters, cfg_.node_size,
+    shared_ = std::make_unique<NodeShared>(Params::count(V_, H_), n_counters_, cfg_.node_size,
                                            prec_ == Precision::bf16 ? V_ * H_ : 0);
   } catch (const NodeShared::OutOfMemory& e) {
     throw CollectiveError(fmt("cannot allocate ", e.bytes >> 20, " MB for a ", V_, "x", H_,
@@ -168,6 +180,7 @@ void Trainer::setup() {
     chain_index_.resize(cl.local_rows());
     for (size_t l = 0; l < cl.local_rows(); ++l) chain_index_[l] = cl.global_row(l);
     chains_.resize(V_, cl.local_rows());
+    if (cfg_.pt) replicas_.resize(V_, static_cast<Eigen::Index>(cfg_.pt * cl.local_rows()));
   }
   if (!cfg_.resume.empty())
     resume_from(cfg_.resume);
@@ -331,7 +344,15 @@ bool Trainer::step(uint64_t t) {
   // stands for (the rest of its group), so the epoch's mean keeps its denominator.
   constexpr uint64_t kPcdReconEvery = 10;
   const bool recon = !cfg_.pcd || s % kPcdReconEvery == 0;
-  const CdConfig cd{cfg_.cd_k, cfg_.pcd, t, Bg, std::max<size_t>(Cg_, 1), recon};
+  CdConfig cd{cfg_.cd_k, cfg_.pcd, t, Bg, std::max<size_t>(Cg_, 1), recon};
+  if (cfg_.pt) {  // the tempered replicas advance; their beta = 1 block is the PCD chains
+    float* accepted = counters_ + kCounters;  // [K-1], summed by the step's reduction
+    std::fill_n(accepted, cfg_.pt - 1, 0.0f);
+    pt_update(theta_, betas_, cfg_.cd_k, t, Cg_, chain_index_.data(), rng_, replicas_, pt_ws_,
+              accepted);
+    chains_ = replicas_.leftCols(chains_.cols());
+    cd.sweep_chains = false;
+  }
   // --overlap on across nodes (fp32): the weight rows come bucket by bucket below.
   const bool overlap = cfg_.overlap == "on" && shared_->nodes() > 1 && prec_ == Precision::fp32;
   const CdCounters cnt =
@@ -363,7 +384,7 @@ bool Trainer::step(uint64_t t) {
     // Bucket 0: [b | c | counters] (ready now); buckets 1..J: J blocks of rows of dW, each
     // a contiguous range of the row-major [V, H] buffer, of at least 32768 floats.
     const size_t J = std::clamp<size_t>(V_ * H_ / 32768, 1, 16), rows = (V_ + J - 1) / J;
-    const size_t n = theta_.size() + kCounters;
+    const size_t n = theta_.size() + n_counters_;
     auto row_of = [&](size_t j) { return std::min(V_, (j - 1) * rows); };
     double compute = 0;
     nonfinite = shared_->reduce_overlapped(
@@ -387,6 +408,10 @@ bool Trainer::step(uint64_t t) {
   epoch_.recon_sq += sum[kReconSq];
   epoch_.samples += sum[kSamples];
   epoch_.timed_samples += sum[kSamples];
+  for (size_t r = 0; r + 1 < cfg_.pt; ++r) {
+    swap_accepted_[r] += sum[kCounters + r];
+    if (pt_pair_attempted(t, r)) swap_tried_[r] += static_cast<double>(Cg_);
+  }
   if (cfg_.check_consistency && (t + 1) % cfg_.check_consistency == 0) check_consistency(t);
   step_seconds_ += now() - t_start;
   return sum[kStop] > 0;

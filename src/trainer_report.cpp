@@ -91,6 +91,18 @@ Trainer::EpochReport Trainer::epoch_report(uint64_t epoch, uint64_t next_step,
   const double f_limit = 20.0 * static_cast<double>(V_ + H_);
   const bool exploded = !(std::abs(fe_train) < f_limit) ||
                         (have_monitor_ && !(std::abs(fe_valid) < f_limit));
+  // --pt: this epoch's swap acceptance of each neighbouring pair (all ranks' counts).
+  std::vector<double> swap_rate;
+  double swap_min = 1, swap_mean = 0;
+  for (size_t r = 0; r < swap_accepted_.size(); ++r) {
+    swap_rate.push_back(swap_tried_[r] > 0 ? swap_accepted_[r] / swap_tried_[r] : 0.0);
+    swap_min = std::min(swap_min, swap_rate.back());
+    swap_mean += swap_rate.back() / static_cast<double>(swap_accepted_.size());
+  }
+  std::fill(swap_accepted_.begin(), swap_accepted_.end(), 0.0);
+  std::fill(swap_tried_.begin(), swap_tried_.end(), 0.0);
+  const std::string swaps =
+      swap_rate.empty() ? "" : fmt(" | swap min ", fmt_fixed(swap_min, 0, 2), " mean ", fmt_fixed(swap_mean, 0, 2));
   if (env_.root()) {
     if (live_progress()) std::printf("\r\033[K");
     const std::string mon = have_monitor_
@@ -99,11 +111,11 @@ Trainer::EpochReport Trainer::epoch_report(uint64_t epoch, uint64_t next_step,
                                       monitor_split_ + " " + fmt_fixed(pll, 0, 2) + " +- " +
                                       fmt_fixed(pll_se, 0, 2)
                                 : std::string("- (no validation or test images)");
-    std::printf("epoch %3llu/%zu | step %7llu | lr %g mu %g | recon %.5f | F train %9.3f %s"
+    std::printf("epoch %3llu/%zu | step %7llu | lr %g mu %g | recon %.5f | F train %9.3f %s%s"
                 " | %8.0f samples/s | %6.1f s (reduce %4.1f s) | ETA %s\n",
                 static_cast<unsigned long long>(epoch + 1), cfg_.epochs,
                 static_cast<unsigned long long>(next_step), hyper.lr, hyper.momentum, recon,
-                fe_train, mon.c_str(), rate, slowest, slow[1], seconds_text(eta).c_str());
+                fe_train, mon.c_str(), swaps.c_str(), rate, slowest, slow[1], seconds_text(eta).c_str());
     if (exploded && !warned_exploded_)
       std::printf("warning: the mean free energy (train %.4g%s) is far beyond what a %zux%zu "
                   "binary RBM gives (|F| < %.0f): the model has blown up; the learning rate "
@@ -116,6 +128,12 @@ Trainer::EpochReport Trainer::epoch_report(uint64_t epoch, uint64_t next_step,
   epoch_ = Monitor{};
   auto num = [](double v) { return std::isfinite(v) ? fmt(v) : std::string("null"); };
   const std::string key = monitor_split_ == "test" ? "test" : "valid";
+  std::string pt_json;  // --pt only: "pt_swap_rates": [pair (0,1), (1,2), ...]
+  if (!swap_rate.empty()) {
+    pt_json = ", \"pt_swap_rates\": [";
+    for (size_t r = 0; r < swap_rate.size(); ++r) pt_json += (r ? ", " : "") + num(swap_rate[r]);
+    pt_json += "]";
+  }
   rep.metrics = fmt("{\"epoch\": ", epoch + 1, ", \"step\": ", next_step, ", \"lr\": ", num(hyper.lr),
                     ", \"momentum\": ", num(hyper.momentum), ", \"recon_error\": ", num(recon),
                     ", \"free_energy_train\": ", num(fe_train), ", \"free_energy_", key, "\": ",
@@ -125,7 +143,7 @@ Trainer::EpochReport Trainer::epoch_report(uint64_t epoch, uint64_t next_step,
                     ", \"exploded\": ", exploded ? "true" : "false", ", \"samples\": ", num(samples),
                     ", \"samples_per_s\": ", num(rate), ", \"seconds\": ", num(elapsed),
                     ", \"epoch_seconds\": ", num(slowest), ", \"reduce_seconds\": ", num(slow[1]),
-                    ", \"ranks\": ", env_.size, "}\n");
+                    ", \"ranks\": ", env_.size, pt_json, "}\n");
   return rep;
 }
 

@@ -68,14 +68,22 @@ void Trainer::init_params() {
   init_chains();
 }
 
-/// PCD chains start from Bernoulli(sigmoid(b_i)) of the current visible biases.
+/// PCD chains start from Bernoulli(sigmoid(b_i)) of the current visible biases; with
+/// --pt, replica r of chain m from the same distribution with uniforms
+/// rng(chain_init, sub r, 0, chain id) (r = 0: the PCD chain's own draws).
 void Trainer::init_chains() {
   std::vector<float> u(V_);
-  for (Eigen::Index m = 0; m < chains_.cols(); ++m) {
-    rng_.uniforms(Stream::chain_init, 0, 0, chain_index_[m], u.data(), V_);
-    for (size_t i = 0; i < V_; ++i)
-      chains_(i, m) = u[i] < 1.0f / (1.0f + std::exp(-theta_.b(i))) ? 1.0f : 0.0f;
-  }
+  const size_t K = cfg_.pt ? cfg_.pt : 1;
+  const Eigen::Index C = chains_.cols();
+  for (size_t r = 0; r < K; ++r)
+    for (Eigen::Index m = 0; m < C; ++m) {
+      rng_.uniforms(Stream::chain_init, static_cast<uint32_t>(r), 0, chain_index_[m], u.data(), V_);
+      for (size_t i = 0; i < V_; ++i) {
+        const float x = u[i] < 1.0f / (1.0f + std::exp(-theta_.b(i))) ? 1.0f : 0.0f;
+        if (r == 0) chains_(i, m) = x;
+        if (cfg_.pt) replicas_(i, static_cast<Eigen::Index>(r) * C + m) = x;
+      }
+    }
 }
 
 /// --init-from: a new run (step 0, momentum 0, this run's options) from a model's
@@ -120,6 +128,20 @@ void Trainer::resume_from(const std::string& path) {
     if (cfg_.pcd && st.chains.size() != Cg_ * V_)
       throw UsageError(fmt(path, ": holds ", st.chains.size() / V_, " PCD chains, --chains is ",
                            Cg_));
+    // --pt must continue with the checkpoint's ladder (or its absence).
+    const size_t K = st.pt_betas.size();
+    if (K != cfg_.pt)
+      throw UsageError(K ? fmt(path, ": was written with --pt ", K, ", this run has --pt ", cfg_.pt,
+                               " (resume with --pt ", K, ")")
+                         : fmt(path, ": was written without --pt; --pt ", cfg_.pt,
+                               " cannot continue it (start a new run with --init-from ", path, ")"));
+    if (K && std::abs(st.pt_betas[K - 1] - cfg_.pt_min_beta) > 1e-12 * cfg_.pt_min_beta)
+      throw UsageError(fmt(path, ": was written with --pt-min-beta ", st.pt_betas[K - 1],
+                           ", this run has ", cfg_.pt_min_beta, " (resume with --pt-min-beta ",
+                           st.pt_betas[K - 1], ")"));
+    if (K && st.pt_chains.size() != K * Cg_ * V_)
+      throw UsageError(fmt(path, ": holds ", st.pt_chains.size() / (K * V_),
+                           " tempered chains, --chains is ", Cg_));
     std::copy(m.data.begin(), m.data.end(), theta_.data());
     std::copy(st.momentum.begin(), st.momentum.end(), momentum_);
   });
@@ -143,6 +165,26 @@ void Trainer::resume_from(const std::string& path) {
   }
   for (Eigen::Index l = 0; l < chains_.cols(); ++l)
     for (size_t i = 0; i < V_; ++i) chains_(i, l) = st.chains[chain_index_[l] * V_ + i];
+  if (cfg_.pt) {  // the replicas (K x Cg x V bytes) and this epoch's swap counts
+    const size_t K = cfg_.pt;
+    const Eigen::Index C = chains_.cols();
+    st.pt_chains.resize(K * Cg_ * V_);
+    st.pt_swaps.resize(2 * (K - 1));
+    for (size_t off = 0; off < st.pt_chains.size(); off += size_t{1} << 30)
+      MPI_Bcast(st.pt_chains.data() + off,
+                static_cast<int>(std::min(st.pt_chains.size() - off, size_t{1} << 30)),
+                MPI_UINT8_T, 0, MPI_COMM_WORLD);
+    MPI_Bcast(st.pt_swaps.data(), static_cast<int>(st.pt_swaps.size()), MPI_DOUBLE, 0,
+              MPI_COMM_WORLD);
+    for (size_t r = 0; r < K; ++r)
+      for (Eigen::Index l = 0; l < C; ++l)
+        for (size_t i = 0; i < V_; ++i)
+          replicas_(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(r) * C + l) =
+              st.pt_chains[(r * Cg_ + chain_index_[l]) * V_ + i];
+    std::copy_n(st.pt_swaps.begin(), K - 1, swap_accepted_.begin());
+    std::copy_n(st.pt_swaps.begin() + static_cast<std::ptrdiff_t>(K - 1), K - 1,
+                swap_tried_.begin());
+  }
   start_step_ = step;
   epoch_.recon_sq = scalars[1];
   epoch_.samples = scalars[2];
@@ -210,35 +252,41 @@ void Trainer::write_state(const std::string& path, uint64_t next_step) {
   st.epoch_samples = epoch_.samples;
   st.config = config_text_;
   st.momentum.assign(momentum_, momentum_ + theta_.size());
-  if (cfg_.pcd) {
-    // Gather the chains (binary) in global chain order on rank 0.
-    std::vector<uint8_t> mine(chains_.size());
-    for (Eigen::Index k = 0; k < chains_.size(); ++k) mine[k] = chains_.data()[k] > 0.5f;
-    std::vector<int> counts(env_.size), displs(env_.size);
-    int n = static_cast<int>(mine.size());
-    MPI_Gather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
-    std::vector<uint8_t> all;
-    if (env_.root()) {
-      for (int r = 1; r < env_.size; ++r) displs[r] = displs[r - 1] + counts[r - 1];
-      all.resize(Cg_ * V_);
-    }
-    std::vector<uint8_t> gathered(env_.root() ? Cg_ * V_ : 0);
-    MPI_Gatherv(mine.data(), n, MPI_UINT8_T, gathered.data(), counts.data(), displs.data(),
-                MPI_UINT8_T, 0, MPI_COMM_WORLD);
-    if (env_.root()) {
-      for (int r = 0; r < env_.size; ++r) {
-        ShardLayout cl(Cg_, r, env_.size);
-        for (size_t l = 0; l < cl.local_rows(); ++l)
-          std::copy_n(gathered.data() + displs[r] + l * V_, V_, all.data() + cl.global_row(l) * V_);
-      }
-      st.chains = std::move(all);
-    }
+  if (cfg_.pcd) st.chains = gather_binary(chains_, 1);
+  if (cfg_.pt) {
+    st.pt_chains = gather_binary(replicas_, cfg_.pt);
+    st.pt_betas = pt_betas(static_cast<int>(cfg_.pt), cfg_.pt_min_beta);
+    st.pt_swaps = swap_accepted_;
+    st.pt_swaps.insert(st.pt_swaps.end(), swap_tried_.begin(), swap_tried_.end());
   }
   // Rank 0 writes; every rank learns the outcome, so a failed write (full disk, EIO)
   // is one line from rank 0 and exit 1 on every rank, the last good checkpoint intact.
   agree(env_, [&] {
     if (env_.root()) write_checkpoint(path, theta_, &st);
   });
+}
+
+std::vector<uint8_t> Trainer::gather_binary(const Matrix& local, size_t blocks) const {
+  std::vector<uint8_t> mine(static_cast<size_t>(local.size()));
+  for (Eigen::Index k = 0; k < local.size(); ++k) mine[static_cast<size_t>(k)] = local.data()[k] > 0.5f;
+  std::vector<int> counts(env_.size), displs(env_.size);
+  int n = static_cast<int>(mine.size());
+  MPI_Gather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (env_.root())
+    for (int r = 1; r < env_.size; ++r) displs[r] = displs[r - 1] + counts[r - 1];
+  std::vector<uint8_t> gathered(env_.root() ? blocks * Cg_ * V_ : 0), all(gathered.size());
+  MPI_Gatherv(mine.data(), n, MPI_UINT8_T, gathered.data(), counts.data(), displs.data(),
+              MPI_UINT8_T, 0, MPI_COMM_WORLD);
+  if (env_.root())
+    for (int r = 0; r < env_.size; ++r) {
+      ShardLayout cl(Cg_, r, env_.size);
+      const size_t C = cl.local_rows();
+      for (size_t k = 0; k < blocks; ++k)
+        for (size_t l = 0; l < C; ++l)
+          std::copy_n(gathered.data() + displs[r] + (k * C + l) * V_, V_,
+                      all.data() + (k * Cg_ + cl.global_row(l)) * V_);
+    }
+  return all;
 }
 
 /// Appends one JSON line to --metrics (rank 0; every rank learns if that failed).

@@ -449,6 +449,11 @@ TEST(Options, MethodDefaultsForPersistentChains) {
     EXPECT_NEAR(lr[e], 0.1, 1e-8);
     EXPECT_NEAR(mu[e], e < 1 ? 0.5 : 0.9, 1e-7);
   }
+  // Parallel tempering has persistent chains too.
+  RunResult t = run(rbm_dist(0, common + "--pt 2 --checkpoint " + tmp / "t.h5"));
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_EQ(row(t.out, "momentum"), "0.5/default with --pt") << t.out;
+  EXPECT_EQ(row(t.out, "lr-schedule"), "linear/default with --pt") << t.out;
   // Given values win over the method's defaults.
   RunResult g = run(rbm_dist(0, common + "--pcd --momentum 0.9 --lr-schedule constant --checkpoint " +
                                     tmp / "g.h5"));

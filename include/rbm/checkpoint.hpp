@@ -14,6 +14,13 @@
 //       configuration as 'name = value' lines), epoch_recon_sq, epoch_samples
 //     /train/momentum     float32 [V*H + V + H]  (the parameter layout of rbm.hpp)
 //     /train/chains       uint8 [C, V]  persistent chains in global chain order (PCD only)
+//     --pt K only (parallel tempering, pt.hpp):
+//     /train/pt_chains    uint8 [K, C, V]  replica r of chain m at [r, m, :] (r = 0 is
+//                         beta = 1, the same states as /train/chains)
+//     /train/pt_betas     float64 [K]  the ladder 1 = beta_0 > ... > beta_{K-1}
+//     /train/pt_swaps     float64 [2, K-1]  this epoch's accepted [0, r] and proposed
+//                         [1, r] swaps of pair (r, r+1), all ranks (a mid-epoch resume
+//                         continues the epoch's rates)
 // A file with only /model and the two attributes is a valid model for every tool.
 //
 // Atomic: the file is written to "<path>.tmp.<pid>" in the same folder, flushed,
@@ -54,6 +61,9 @@ struct TrainState {
   uint64_t best_epoch = 0;       ///< ... and its epoch (0 = none yet)
   std::vector<float> momentum;   ///< Params layout
   std::vector<uint8_t> chains;   ///< [C, V] binary chain states, empty unless PCD
+  std::vector<uint8_t> pt_chains;///< [K, C, V] tempered replicas, empty unless --pt
+  std::vector<double> pt_betas;  ///< [K] their inverse temperatures
+  std::vector<double> pt_swaps;  ///< [2, K-1] accepted, then proposed swaps this epoch
 };
 
 /// Writes model (+ training state when `state` is not null) atomically to `path`.

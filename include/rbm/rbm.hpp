@@ -103,6 +103,10 @@ struct CdConfig {
   /// PCD only: compute the reconstruction error of the data (a monitor that costs one
   /// extra product p(v|h0)); false leaves CdCounters::recon_sq at 0. CD-k gets it free.
   bool recon = true;
+  /// PCD only: false = the chains were already advanced by the caller (parallel
+  /// tempering, pt.hpp: pt_update leaves the beta = 1 replicas in `chains`); the
+  /// negative phase then uses `chains` as they are, with no Gibbs sweep.
+  bool sweep_chains = true;
 };
 
 /// Reusable buffers, sized on first use.

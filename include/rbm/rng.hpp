@@ -26,6 +26,12 @@ enum class Stream : uint32_t {
   shuffle = 5,      ///< per-epoch shuffle of a rank's rows
   binarize = 6,     ///< --binarize stochastic
   eval = 7,         ///< rbm_eval (AIS, samples)
+  // Parallel tempering (pt.hpp): sub = sweep t (1..k) for pt_hidden / pt_visible, index =
+  // r * Cg + global chain id for replica r of a chain; pt_swap: sub 0, index = global
+  // chain id, unit = pair r (the swap of temperatures r and r + 1).
+  pt_hidden = 8,    ///< h ~ p_beta(h|v) of the tempered replicas
+  pt_visible = 9,   ///< v ~ p_beta(v|h) of the tempered replicas
+  pt_swap = 10,     ///< Metropolis uniforms of the replica exchanges
 };
 
 class CounterRng {

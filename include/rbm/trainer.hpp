@@ -28,6 +28,7 @@
 #include "rbm/dataset.hpp"
 #include "rbm/mpi_env.hpp"
 #include "rbm/node_shared.hpp"
+#include "rbm/pt.hpp"
 #include "rbm/rbm.hpp"
 #include "rbm/rbm_bf16.hpp"
 
@@ -41,6 +42,8 @@ struct TrainConfig {
   size_t hidden = 500, epochs = 20, batch = 100, chains = 0, monitor_size = 1000;
   int cd_k = 1;
   bool pcd = false;
+  size_t pt = 0;                ///< --pt K: tempered replicas per chain (0 = off; implies PCD)
+  double pt_min_beta = 0.3;     ///< --pt-min-beta: the hottest replica's inverse temperature
   double lr = 0.1, lr_decay = 0.0, momentum = 0.9, initial_momentum = 0.5;
   std::string lr_schedule = "constant";  ///< constant | linear ("auto" resolved by method)
   size_t momentum_epochs = 5;
@@ -61,7 +64,7 @@ cli::po::options_description train_options(TrainConfig& cfg);
 
 /// Options whose default depends on the method (CD-k or persistent chains), for those
 /// not given on the command line, in --config or in the resumed checkpoint:
-///   --momentum     0.9 for CD-k, 0.5 with persistent chains (--pcd)
+///   --momentum     0.9 for CD-k, 0.5 with persistent chains (--pcd, --pt)
 ///   --lr-schedule  constant for CD-k, linear with persistent chains
 /// Why (measured on Fashion-MNIST 784x500, README "The learning rule"): with persistent
 /// chains the model and its negative particles form a feedback loop; momentum 0.9 lets
@@ -129,6 +132,9 @@ class Trainer {
   void write_state(const std::string& path, uint64_t next_step);
   void init_from_model(const std::string& path);
   void init_chains();
+  /// Gathers local columns [V, blocks*C] (binary) on rank 0 as rows in global order:
+  /// row k*Cg + chain id holds column k*C + m (block k of local chain m).
+  std::vector<uint8_t> gather_binary(const Matrix& local, size_t blocks) const;
   void append_metrics(const std::string& line);
   void trim_metrics(uint64_t completed_epochs);
   void check_same_configuration() const;
@@ -154,6 +160,14 @@ class Trainer {
   float* counters_ = nullptr;  // ... followed by its counters          [recon, n, stop]
   Matrix chains_;              // [V, C] this rank's persistent chains (PCD)
   std::vector<uint64_t> chain_index_;
+  // --pt K: replicas [V, K*C] (column r*C + m: chain m at beta_r; chains_ = its beta = 1
+  // block after each update), the ladder, and this epoch's swap counts per pair [K-1]
+  // (summed over all ranks; restored from a mid-epoch checkpoint).
+  Matrix replicas_;
+  PtWorkspace pt_ws_;
+  std::vector<float> betas_;
+  std::vector<double> swap_accepted_, swap_tried_;
+  size_t n_counters_ = 0;      // counters after the gradient: kCounters + (K-1) swap counts
   std::vector<uint32_t> perm_; // this epoch's order of each owned shard's rows (local offsets)
   mutable std::vector<uint32_t> batch_rows_;  // local rows of the current batch
   mutable std::vector<ShardPos> batch_pos_;   // its positions in the epoch
