@@ -35,11 +35,11 @@ std::string duration_text(double s) {
 }
 
 // Reverse chains per image. One chain already gives a valid stochastic lower bound (the
-// mean over images of log w); M chains tighten it by the Jensen gap E log w - log E w,
-// which shrinks roughly like Var(w)/(2 M E[w]^2), while the cost grows like M. More betas
-// at the same cost tighten it by making p_ann closer to p AND the reverse chain closer
-// to equilibrium, which is what separates AIS from RAISE on a trained 784x500 model, so
-// the default spends the budget on betas: 1 chain x 14500 betas (README: measured gaps).
+// mean over images of log w); M chains narrow the Jensen gap E log w - log E w at M times
+// the cost. Measured on a 3-epoch CD-1 784x500 model (README): at the default 14500 betas
+// one chain closed the sandwich to 0.02 +- 0.09 nat over 1000 images (15 min on 2 busy
+// cores), so more chains would only multiply the time; at 2000 betas 4 chains raised the
+// bound by 1.4 nats over 1 chain, so use more chains with a shorter schedule.
 constexpr long kRaiseChainsDefault = 1;
 
 // When the AIS number is not printed as a number with a +- (eval_loglik's output rule):
@@ -91,8 +91,9 @@ po::options_description loglik_options() {
     "images RAISE starts from: N evenly spaced images of the split (0 = all); the cost is "
     "N x chains x betas Gibbs sweeps, spread over the MPI ranks");
   a("raise-chains", po::value<long>()->default_value(kRaiseChainsDefault)->value_name("M"),
-    "reverse chains per image (log of their mean weight); 1 is already a valid bound: more "
-    "chains tighten it by less than more betas do at the same cost");
+    "reverse chains per image (log of their mean weight); 1 is a valid bound and, at the "
+    "default 14500 betas, closed the AIS-RAISE sandwich to 0.02 nat on a trained 784x500 "
+    "model; with fewer betas use more (4 chains at 2000 betas: +1.4 nats tighter)");
   add_json(a);
   return o;
 }
