@@ -46,7 +46,7 @@ std::vector<double> raise_log_weights(const Params& p, const Vector& bA, double 
 
   A.noalias() = p.W.transpose() * X;  // [H, V] x [V, R]
   A.colwise() += p.c;
-  Hs = A.array().logistic().matrix();  // p_K(h|v), beta_K = 1
+  Hs = (static_cast<float>(betas[K]) * A.array()).logistic().matrix();  // p_K(h|v), beta_K = 1
   for (size_t k = K; k >= 1; --k) {
     // Consecutive betas are floats whose difference is exact (ais_betas).
     const float b0 = static_cast<float>(betas[k - 1]), b1 = static_cast<float>(betas[k]);

@@ -212,7 +212,7 @@ TEST(Raise, LowEssIsReportedAsNotTrustworthy) {
   write_model(tmp / "bad.h5", bad);
   write_data(tmp / "bad_d.h5", 28, 28, random_images(200, 784, 1), random_images(50, 784, 2));
   auto r = eval("loglik " + (tmp / "bad.h5") + " " + (tmp / "bad_d.h5") +
-                " --runs 100 --betas 3 --raise --json");
+                " --runs 2000 --betas 3 --raise --json");
   ASSERT_EQ(r.code, 0) << r.err;
   ASSERT_LT(json(r, "ess"), 10) << "the setting must give a low ESS";
   EXPECT_NE(r.out.find("test log-lik: not trustworthy (AIS ESS "), std::string::npos) << r.out;
@@ -256,4 +256,32 @@ TEST(Raise, BadFlagValuesAreRefused) {
     EXPECT_NE(r.err.find(needle), std::string::npos) << args << ": " << r.err;
     EXPECT_EQ(count_lines(r.err), 1u) << r.err;
   }
+}
+
+// The sandwich half of the rule: a schedule so short (3 betas) that AIS still has many
+// effective runs (the base rate is fitted to the model's own samples) but the annealed
+// model p_ann, which RAISE bounds, is far from the RBM on the test images (random grey
+// images thresholded, unlike the model's samples), so AIS and RAISE disagree by more than
+// their noise + 1 nat. The verdict must then name the sandwich, and no AIS number is
+// printed (--exact-max 0: no exact log Z line either).
+TEST(Raise, WideSandwichIsReportedAsNotTrustworthy) {
+  TempDir tmp;
+  const Rbm m = random_rbm(784, 16, 0.3, -1.0, 1.0, 1.0, 5);
+  const std::vector<double> lw = hidden_log_weights(m);
+  write_model(tmp / "m.h5", m);
+  write_data(tmp / "d.h5", 28, 28, exact_samples(m, lw, 200, 1), random_images(200, 784, 2));
+  auto r = eval("loglik " + (tmp / "m.h5") + " " + (tmp / "d.h5") +
+                " --runs 5000 --betas 3 --raise --exact-max 0 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_GE(json(r, "ess"), 10) << "the setting must pass the ESS rule";
+  const double width = json(r, "sandwich_width");
+  const double limit = 3 * json(r, "log_z_stderr") + 3 * json(r, "sandwich_width_stderr") + 1.0;
+  std::printf("ESS %.1f, sandwich width %.3f, limit %.3f\n", json(r, "ess"), width, limit);
+  ASSERT_GT(std::abs(width), limit) << "the setting must give a wide sandwich";
+  EXPECT_NE(r.out.find(width > 0 ? "test log-lik: not trustworthy (AIS-RAISE sandwich width "
+                                   : "test log-lik: not trustworthy (RAISE above AIS by "),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"trustworthy\": false"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("mean log p(v)"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("log Z ="), std::string::npos) << r.out;
 }
