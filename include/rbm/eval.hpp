@@ -4,7 +4,8 @@
 // (the program spreads AIS runs over ranks and gathers the weights).
 //
 // defines: rbm::eval::images_matrix, log_z_exact, ais_betas, base_rate_biases,
-//          log_z_base_rate, ais_groups, ais_log_weights, AisEstimate, ais_combine, free_energy_d, pl_flip_index,
+//          log_z_base_rate, ais_groups, ais_log_weights, AisEstimate, ais_combine,
+//          raise_image_id, raise_groups, raise_log_weights, free_energy_d, pl_flip_index,
 //          pseudo_loglik, recon_sq, gibbs_snapshots, ProbeResult, softmax_probe
 //
 // Letters as in rbm.hpp: V visible units, H hidden units; N images of a split,
@@ -18,6 +19,7 @@
 #pragma once
 
 #include <Eigen/Dense>
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -38,6 +40,8 @@ inline constexpr uint32_t kSubRecon = 4;       ///< h ~ p(h|v) for the reconstru
 inline constexpr uint32_t kSubChainInit = 5;   ///< noise the sample chains start from
 inline constexpr uint32_t kSubChainHidden = 6; ///< h of chain sweep t (step t, index = chain)
 inline constexpr uint32_t kSubChainVisible = 7;///< v of chain sweep t
+inline constexpr uint32_t kSubRaiseHidden = 8; ///< RAISE h ~ p_k(h|x_k), step k, index = chain
+inline constexpr uint32_t kSubRaiseVisible = 9;///< RAISE x_{k-1} ~ p_k(v|h), step k, index = chain
 
 // ---- data -------------------------------------------------------------------
 
@@ -119,6 +123,57 @@ struct AisEstimate {
 };
 /// Weights are shifted by max(log w) before exponentiating, so nothing overflows.
 AisEstimate ais_combine(const std::vector<double>& log_w, double log_z_base);
+
+// ---- RAISE ------------------------------------------------------------------
+
+/// Reverse Annealed Importance Sampling (Burda, Grosse & Salakhutdinov, AISTATS 2015):
+/// a stochastic LOWER bound on log p(v) of single test images, the other side of AIS's
+/// stochastic upper bound -F(v) - log Z^ (AIS underestimates log Z).
+///
+/// Same intermediate distributions f_k = p*_k as AIS (same base-rate b_A, same betas),
+/// Z_0 = Z_A. T_k is the Gibbs sweep v -> h -> v at beta_k; it is REVERSIBLE w.r.t.
+/// p_k(v): p_k(v) T_k(v'|v) = sum_h p_k(h) p_k(v|h) p_k(v'|h) is symmetric in v, v'.
+/// The annealed model p_ann(x_K) draws x_0 ~ p_0, x_k ~ T_k(.|x_{k-1}) for k = 1..K.
+/// The reverse chain starts at x_K = v (the test image) and draws x_{k-1} ~ T_k(.|x_k) for
+/// k = K..1. Its importance weight (forward path probability over reverse proposal, with
+/// detailed balance f_k(x_{k-1}) T_k(x_k|x_{k-1}) = f_k(x_k) T_k(x_{k-1}|x_k)) telescopes to
+///   log w = log f_K(v) - log Z_A - sum_{k=1..K} [log f_k(x_{k-1}) - log f_{k-1}(x_{k-1})]
+///         = -F(v) - log Z_A - (the increments AIS adds, at the reverse states),
+/// each increment by ais_log_weights' stable formula
+///   (beta_k - beta_{k-1}) (b - b_A)'x + sum_j log1p(sigmoid(beta_{k-1} a_j) expm1(dbeta a_j)),
+/// a = c + W'x. E[w] = p_ann(v), so log mean_m w over M chains is, by Jensen, a stochastic
+/// lower bound on log p_ann(v) (which tends to log p(v) as the schedule gets finer).
+///
+/// Sweep k: h ~ sigmoid(beta_k a(x_k)) with CounterRng(Stream::eval, kSubRaiseHidden, k,
+/// chain, unit j), x_{k-1} ~ sigmoid((1 - beta_k) b_A + beta_k (b + W h)) with
+/// (kSubRaiseVisible, k, chain, unit i), where chain = image_id * M + m (global ids).
+/// The same float arithmetic as AIS; -F(v) in double (free_energy_d), log w in double.
+///
+/// Images: `--raise-images N` of a split of `total` images are the evenly spaced global
+/// rows raise_image_id(i) = floor(i * total / N), i = 0..N-1 (so a split ordered by class
+/// is still sampled evenly). They are advanced in groups of whole images, at most
+/// kRaiseGroup columns (image x chain) per group (at least one image): group g of G holds
+/// images [g N / G, (g+1) N / G); ranks take whole groups, so the matrix shapes and
+/// hence the weights are bitwise the same on 1 or P ranks.
+inline constexpr size_t kRaiseGroup = 100;
+inline uint64_t raise_image_id(size_t i, size_t N, size_t total) {
+  return static_cast<uint64_t>(i) * total / N;  // i, total < 2^32: no overflow
+}
+inline size_t raise_groups(size_t N, size_t M) {
+  const size_t per = std::max<size_t>(1, kRaiseGroup / std::max<size_t>(M, 1));
+  return (N + per - 1) / per;
+}
+inline size_t raise_group_start(size_t N, size_t M, size_t g) { return N * g / raise_groups(N, M); }
+
+/// Log weights of the M reverse chains of each column of X [V, n] (binary images, global
+/// ids image_ids[0..n)), as computed above; result [n * M], image-major (image q, chain m
+/// at q * M + m). `log_z_base` = log_z_base_rate(bA, H). Throws UsageError when a chain
+/// id image_id * M + m does not fit the 32-bit RNG index.
+std::vector<double> raise_log_weights(const Params& p, const Vector& bA, double log_z_base,
+                                      const std::vector<double>& betas,
+                                      const Eigen::Ref<const Matrix>& X,
+                                      const uint64_t* image_ids, size_t M,
+                                      const CounterRng& rng);
 
 // ---- free energy, pseudo-likelihood, reconstruction ----------------------------
 

@@ -42,6 +42,7 @@ class Json {
   Json& add(const std::string& key, int v);
   Json& add(const std::string& key, const std::string& v);
   Json& add(const std::string& key, const char* v);
+  Json& add_bool(const std::string& key, bool v) { return raw(key, v ? "true" : "false"); }
   std::string str() const { return "{" + body_ + "}"; }
   static std::string quote(const std::string& s);
 
