@@ -54,7 +54,7 @@ po::options_description train_options(TrainConfig& c) {
        "parallel tempering: K replicas per persistent chain (2..64) at inverse temperatures "
        "1 > ... > --pt-min-beta (geometric), swapped by Metropolis; the beta = 1 replicas give "
        "the negative phase (implies --pcd); 0 = off")
-      ("pt-min-beta", po::value(&c.pt_min_beta)->default_value(0.3, "0.3")->value_name("BETA"),
+      ("pt-min-beta", po::value(&c.pt_min_beta)->default_value(0.7, "0.7")->value_name("BETA"),
        "--pt: inverse temperature of the hottest replica, in (0, 1)")
       ("lr", po::value(&c.lr)->default_value(0.1, "0.1")->value_name("RATE"), "learning rate")
       ("lr-decay", po::value(&c.lr_decay)->default_value(0.0)->value_name("D"),

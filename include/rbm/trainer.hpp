@@ -43,7 +43,7 @@ struct TrainConfig {
   int cd_k = 1;
   bool pcd = false;
   size_t pt = 0;                ///< --pt K: tempered replicas per chain (0 = off; implies PCD)
-  double pt_min_beta = 0.3;     ///< --pt-min-beta: the hottest replica's inverse temperature
+  double pt_min_beta = 0.7;     ///< --pt-min-beta: the hottest replica's inverse temperature
   double lr = 0.1, lr_decay = 0.0, momentum = 0.9, initial_momentum = 0.5;
   std::string lr_schedule = "constant";  ///< constant | linear ("auto" resolved by method)
   size_t momentum_epochs = 5;
