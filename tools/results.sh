@@ -6,7 +6,7 @@
 # pseudo-likelihood, reconstruction, linear probe) and draws filters and samples.
 #
 #   bash tools/results.sh [MNIST_DIR]
-#     env: RBM_NP=2 ranks, EPOCHS=20, AIS_RUNS=500, AIS_BETAS=14500, RAISE_IMAGES=500,
+#     env: RBM_NP=2 ranks, EPOCHS=20, AIS_RUNS=500, AIS_BETAS=14500, RAISE_IMAGES=1000,
 #          RAISE_CHAINS=1, HIDDEN=500 (smaller values only to check the script quickly),
 #          ROWS="cd1 cd10 pcd pt" (which models to train/evaluate now; the table lists
 #          every model evaluated so far)
@@ -24,7 +24,7 @@ np="${RBM_NP:-2}"
 epochs="${EPOCHS:-20}"
 runs="${AIS_RUNS:-500}"
 betas="${AIS_BETAS:-14500}"
-raise_images="${RAISE_IMAGES:-500}"
+raise_images="${RAISE_IMAGES:-1000}"
 raise_chains="${RAISE_CHAINS:-1}"
 hidden="${HIDDEN:-500}"
 mkdir -p "$out"
