@@ -60,8 +60,10 @@ for cfg in "${configs[@]}"; do
   }
 done
 
-echo "| model | epochs | ranks | train wall (s) | test log-lik (AIS, nats) | RAISE lower bound ± s.e. ($raise_images images) | sandwich AIS − RAISE ± 3 s.e. | AIS ESS (of $runs) | log Z ± 3 s.e. | pseudo-log-lik | recon MSE/pixel | probe acc (RBM / pixels) |" >"$table"
+echo "| model | epochs | ranks | train wall (s) | test log-lik (AIS, all test images, nats) | on $raise_images test images: RAISE ± s.e. … AIS | sandwich AIS − RAISE ± 3 s.e. | AIS ESS (of $runs) | log Z ± 3 s.e. | pseudo-log-lik | recon MSE/pixel | probe acc (RBM / pixels) |" >"$table"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|" >>"$table"
+label() { case $1 in cd1) echo "CD-1 (\`--cd-k 1\`)" ;; cd10) echo "CD-10 (\`--cd-k 10\`)" ;;
+  pcd) echo "PCD (\`--pcd\`)" ;; pt) echo "PT (\`--pt 10\`)" ;; *) echo "$1" ;; esac; }
 for cfg in "${configs[@]}"; do
   name=${cfg%%:*}
   [ -s "$out/$name-probe.json" ] && [ -s "$out/$name-loglik.json" ] || continue
@@ -74,8 +76,8 @@ for cfg in "${configs[@]}"; do
   else
     ais=$(printf 'sandwich %.2f: not trustworthy' "$(j loglik sandwich_width)")
   fi
-  printf '| %s | %s | %s | %s | %s | %.2f ± %.2f | %.2f ± %.2f | %.1f | %.2f ± %.2f | %.2f | %.4f | %.4f / %.4f |\n' "$name" "$epochs" "$np" "$wall" \
-    "$ais" "$(j loglik mean_loglik_raise)" "$(j loglik mean_loglik_raise_stderr)" \
+  printf '| %s | %s | %s | %s | %s | %.2f ± %.2f … %.2f | %.2f ± %.2f | %.1f | %.2f ± %.2f | %.2f | %.4f | %.4f / %.4f |\n' "$(label "$name")" "$epochs" "$np" "$wall" \
+    "$ais" "$(j loglik mean_loglik_raise)" "$(j loglik mean_loglik_raise_stderr)" "$(j loglik mean_loglik_ais_same_images)" \
     "$(j loglik sandwich_width)" "$(awk "BEGIN{print 3*$(j loglik sandwich_width_stderr)}")" "$(j loglik ess)" \
     "$(j loglik log_z)" "$(awk "BEGIN{print 3*$(j loglik log_z_stderr)}")" \
     "$(j pseudo pseudo_loglik)" "$(j pseudo recon_mse)" "$(j probe features_test_accuracy)" \
